@@ -1,0 +1,101 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+// The AVX2 kernel module is compiled for Haswell-class x86-64; elsewhere it is the plain build.
+#if arch(x86_64)
+let avx2: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let avx2: [SwiftSetting] = []
+#endif
+
+let package = Package(
+    name: "smoothd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "smoothd", targets: ["smoothd"]),
+        .executable(name: "smoothd-bench", targets: ["SmoothdBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
+    targets: [
+        // libzstd from the system (Debian: libzstd-dev), found through pkg-config.
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
+        // Streaming zstd with caller-owned buffers, and frame indexing for parallel decoding.
+        .target(name: "Zstd", dependencies: ["CZstd"], swiftSettings: strict),
+        // A small ordered JSON value with a deterministic writer and a parser.
+        .target(name: "SmoothdJSON", swiftSettings: strict),
+        // LSHD v1: header, incremental parser, writer, typed errors.
+        .target(name: "LSHDFormat", dependencies: ["SmoothdJSON"], swiftSettings: strict),
+        // The SIMD row kernel, generic over the logit dtype and inlinable into CPU-specific builds.
+        .target(name: "SmoothdKernel", swiftSettings: strict),
+        // The same kernel compiled for AVX2; chosen at run time, never called on older CPUs.
+        .target(name: "SmoothdKernelAVX2", dependencies: ["SmoothdKernel"], swiftSettings: strict + avx2),
+        // CPU feature detection for that choice.
+        .target(name: "CCPUFeatures"),
+        // Kernel dispatch and mergeable metric accumulators.
+        .target(
+            name: "SmoothdMetrics",
+            dependencies: ["SmoothdKernel", "SmoothdKernelAVX2", "CCPUFeatures", "LSHDFormat", "SmoothdJSON"],
+            swiftSettings: strict
+        ),
+        // Bounded-memory, multi-threaded shard evaluation and shard reports.
+        .target(
+            name: "SmoothdPipeline",
+            dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON"],
+            swiftSettings: strict
+        ),
+        // The spool service: detection, claim/commit, totals, metrics, systemd integration.
+        .target(
+            name: "SmoothdDaemon",
+            dependencies: [
+                "SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // The thin command-line front end: eval, serve, bench.
+        .executableTarget(
+            name: "smoothd",
+            dependencies: [
+                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat", "Zstd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Benchmarks against `zstd -d` and the kernel alone (release builds only; see Benchmarks/README.md).
+        .executableTarget(
+            name: "SmoothdBench",
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON"],
+            path: "Benchmarks/SmoothdBench",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
+        .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON"]),
+        .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat"]),
+        .testTarget(
+            name: "SmoothdPipelineTests",
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON"]
+        ),
+        .testTarget(name: "SmoothdDaemonTests", dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "LSHDFormat", "Zstd"]),
+        .testTarget(name: "SmoothdCLITests", dependencies: ["SmoothdJSON"]),
+    ]
+)

@@ -1,0 +1,310 @@
+import SmoothdJSON
+
+/// Where the parser puts whole rows: it fills caller-owned space with raw logit bytes, row after row.
+public protocol ShardRowSink {
+    /// Space for the next rows' logits. Its size is a positive multiple of `header.rowLogitBytes`.
+    mutating func rowSpace(for header: ShardHeader) -> UnsafeMutableRawBufferPointer
+    /// The first `labels.count` rows of the last space are complete; `labels` holds their labels in order.
+    mutating func rowsFilled(labels: UnsafeBufferPointer<Int64>)
+}
+
+/// An incremental LSHD v1 parser: feed it payload bytes in pieces of any size, and it validates them
+/// and hands whole rows to a sink. It holds the header, the labels of the current block and at most
+/// one partly received row (in the sink's space); nothing grows with the shard.
+///
+/// Offsets in its errors count from where the parser started (the payload start, unless it was
+/// created with `resumingAtBlockBoundary`).
+public struct ShardParser {
+    enum Phase { case header, meta, blockHeader, labels, logits, finished }
+
+    /// The header, once it has been read (or given).
+    public private(set) var header: ShardHeader?
+    /// Payload bytes consumed so far.
+    public private(set) var offset: UInt64 = 0
+    /// Rows seen so far, ignored and non-finite ones included.
+    public private(set) var rows: UInt64 = 0
+    /// Offset of the end marker, once it has been read.
+    public private(set) var endMarkerOffset: UInt64?
+
+    var phase: Phase = .header
+    var verifiesRowCount = true
+    var fieldBytes: [UInt8] = []
+    var fieldNeeded = ShardHeader.fixedSize
+    var metaLength = 0
+    var blockRows = 0
+    var blockLabels: [Int64] = []
+    var labelBytesLeft = 0
+    var blockLogitBytesLeft = 0
+    var rowInBlock = 0
+    var space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    var spaceUsed = 0
+    var rowsInSpace = 0
+    var pendingLabels: [Int64] = []
+    /// A partly received row kept by `detachFromSpace`, copied into the next space.
+    var carriedRowBytes: [UInt8] = []
+
+    /// A parser for a whole payload, starting at its first byte.
+    public init() {
+        fieldBytes.reserveCapacity(ShardHeader.fixedSize)
+    }
+
+    /// A parser for a payload piece that starts exactly at a block header (or the end marker), for
+    /// decoding frames in parallel. It does not check num_rows (it cannot know earlier rows); the
+    /// caller checks `rows` against the header once pieces are joined.
+    public init(resumingAtBlockBoundaryWith header: ShardHeader) {
+        self.header = header
+        phase = .blockHeader
+        fieldNeeded = 4
+        verifiesRowCount = false
+    }
+
+    /// True when the parser stands between blocks: the next bytes must be a block header or the end marker.
+    public var isAtBlockBoundary: Bool { phase == .blockHeader && fieldBytes.isEmpty }
+    /// True once the end marker has been read.
+    public var isFinished: Bool { phase == .finished }
+
+    /// Consumes `bytes`, handing complete rows to `sink`.
+    public mutating func consume(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardError) {
+        var index = 0
+        while index < bytes.count {
+            switch phase {
+            case .header, .meta, .blockHeader:
+                let take = min(fieldNeeded - fieldBytes.count, bytes.count - index)
+                fieldBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)]))
+                index += take
+                offset += UInt64(take)
+                if phase == .header { try checkHeaderPrefix() }
+                if fieldBytes.count == fieldNeeded { try completeField(into: &sink) }
+            case .labels:
+                index += try consumeLabels(UnsafeRawBufferPointer(rebasing: bytes[index...]))
+            case .logits:
+                index += consumeLogits(UnsafeRawBufferPointer(rebasing: bytes[index...]), into: &sink)
+            case .finished:
+                throw ShardError(.trailingBytes, at: offset, "\(bytes.count - index) or more bytes after the end marker")
+            }
+        }
+    }
+
+    /// Declares the end of the payload: an error unless the end marker was read.
+    public func finish() throws(ShardError) {
+        guard phase == .finished else {
+            let place: String
+            switch phase {
+            case .header: place = "inside the header"
+            case .meta: place = "inside the metadata"
+            case .blockHeader: place = fieldBytes.isEmpty ? "before the end marker" : "inside a block header"
+            case .labels: place = "inside the labels of a block of \(blockRows) rows"
+            case .logits: place = "inside the logits of row \(rows)"
+            case .finished: place = ""
+            }
+            throw ShardError(.truncated, at: offset, "payload ends \(place) (no end marker)")
+        }
+    }
+
+    // MARK: - Header and fixed fields
+
+    /// Validates header fields as soon as their bytes arrive, so the first broken rule wins.
+    mutating func checkHeaderPrefix() throws(ShardError) {
+        let n = fieldBytes.count
+        if n >= 4, fieldBytes[0..<4] != [0x4C, 0x53, 0x48, 0x44] {
+            throw ShardError(.badMagic, at: 0, "not an LSHD payload (magic \(hexBytes(fieldBytes[0..<4])), expected \"LSHD\")")
+        }
+        if n >= 6 {
+            let version = UInt16(littleEndianBytes: fieldBytes[4..<6])
+            if version != ShardHeader.supportedVersion {
+                throw ShardError(.unsupportedVersion, at: 4, "unsupported version \(version) (this reader knows version 1)")
+            }
+        }
+        if n >= 7, LogitDType(rawValue: fieldBytes[6]) == nil {
+            throw ShardError(.unknownLogitDType, at: 6, "unknown logit dtype code \(fieldBytes[6]) (1 = float32, 2 = float16, 3 = bfloat16)")
+        }
+        if n >= 8, LabelDType(rawValue: fieldBytes[7]) == nil {
+            throw ShardError(.unknownLabelDType, at: 7, "unknown label dtype code \(fieldBytes[7]) (1 = int32, 2 = int64)")
+        }
+        if n >= 12 {
+            let k = UInt32(littleEndianBytes: fieldBytes[8..<12])
+            if !ShardHeader.classCountRange.contains(Int(k)) {
+                throw ShardError(.numClassesOutOfRange, at: 8, "num_classes \(k) out of range [2, 16777216]")
+            }
+        }
+        if n >= 16 {
+            let m = UInt32(littleEndianBytes: fieldBytes[12..<16])
+            if Int(m) > ShardHeader.maximumMetaLength {
+                throw ShardError(.metaTooLong, at: 12, "meta_len \(m) exceeds 1048576")
+            }
+        }
+    }
+
+    mutating func completeField(into sink: inout some ShardRowSink) throws(ShardError) {
+        switch phase {
+        case .header:
+            let k = Int(UInt32(littleEndianBytes: fieldBytes[8..<12]))
+            metaLength = Int(UInt32(littleEndianBytes: fieldBytes[12..<16]))
+            let stated = UInt64(littleEndianBytes: fieldBytes[24..<32])
+            header = ShardHeader(
+                logitDType: LogitDType(rawValue: fieldBytes[6])!, labelDType: LabelDType(rawValue: fieldBytes[7])!,
+                numClasses: k, ignoreIndex: Int64(bitPattern: UInt64(littleEndianBytes: fieldBytes[16..<24])),
+                statedRows: stated == 0 ? nil : stated, meta: nil, metaLength: metaLength)
+            startField(metaLength > 0 ? .meta : .blockHeader, size: metaLength > 0 ? metaLength : 4)
+        case .meta:
+            let metaStart = UInt64(ShardHeader.fixedSize)
+            let value: JSONValue
+            do {
+                value = try JSONValue.parse(utf8: fieldBytes)
+            } catch {
+                throw ShardError(.metaNotJSONObject, at: metaStart, "meta is not valid JSON (\(error.reason) at byte \(error.offset) of meta)")
+            }
+            guard case .object = value else {
+                throw ShardError(.metaNotJSONObject, at: metaStart, "meta is JSON but not an object")
+            }
+            header?.meta = value
+            startField(.blockHeader, size: 4)
+        case .blockHeader:
+            let count = UInt32(littleEndianBytes: fieldBytes[0..<4])
+            let markerOffset = offset - 4
+            if count == 0 {
+                phase = .finished
+                endMarkerOffset = markerOffset
+                flushRows(into: &sink)
+                if verifiesRowCount, let stated = header?.statedRows, stated != rows {
+                    throw ShardError(.numRowsMismatch, at: markerOffset, "header states num_rows \(stated) but the shard holds \(rows) rows")
+                }
+                return
+            }
+            guard let header else { preconditionFailure("block before header") }
+            blockRows = Int(count)
+            rowInBlock = 0
+            labelBytesLeft = blockRows * header.labelDType.byteWidth
+            blockLogitBytesLeft = blockRows * header.rowLogitBytes
+            blockLabels.removeAll(keepingCapacity: true)
+            blockLabels.reserveCapacity(blockRows)
+            fieldBytes.removeAll(keepingCapacity: true)
+            phase = .labels
+        case .labels, .logits, .finished:
+            preconditionFailure("not a fixed field")
+        }
+    }
+
+    mutating func startField(_ next: Phase, size: Int) {
+        phase = next
+        fieldNeeded = size
+        fieldBytes.removeAll(keepingCapacity: true)
+        fieldBytes.reserveCapacity(size)
+    }
+
+    // MARK: - Labels
+
+    /// Reads labels (possibly split across calls) and validates each as it completes.
+    mutating func consumeLabels(_ bytes: UnsafeRawBufferPointer) throws(ShardError) -> Int {
+        guard let header else { preconditionFailure("labels before header") }
+        let width = header.labelDType.byteWidth
+        let k = Int64(header.numClasses)
+        let take = min(labelBytesLeft, bytes.count)
+        var index = 0
+        while index < take {
+            let label: Int64
+            let labelOffset: UInt64
+            if fieldBytes.isEmpty, take - index >= width {
+                label = width == 8 ? Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: Int64.self))
+                    : Int64(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: Int32.self)))
+                labelOffset = offset + UInt64(index)
+                index += width
+            } else {
+                let part = min(width - fieldBytes.count, take - index)
+                fieldBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + part)]))
+                index += part
+                guard fieldBytes.count == width else { continue }
+                label = width == 8 ? Int64(bitPattern: UInt64(littleEndianBytes: fieldBytes[0..<8]))
+                    : Int64(Int32(bitPattern: UInt32(littleEndianBytes: fieldBytes[0..<4])))
+                labelOffset = offset + UInt64(index) - UInt64(width)
+                fieldBytes.removeAll(keepingCapacity: true)
+            }
+            if (label < 0 || label >= k) && label != header.ignoreIndex {
+                throw ShardError(.labelOutOfRange, at: labelOffset,
+                                 "label \(label) out of range [0, \(k)) and not ignore_index \(header.ignoreIndex)",
+                                 row: rows + UInt64(blockLabels.count))
+            }
+            blockLabels.append(label)
+        }
+        offset += UInt64(take)
+        labelBytesLeft -= take
+        if labelBytesLeft == 0 { phase = .logits }
+        return take
+    }
+
+    // MARK: - Logits
+
+    /// Copies logit bytes into the sink's space, as many rows at a time as the input holds.
+    mutating func consumeLogits(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) -> Int {
+        guard let header else { preconditionFailure("logits before header") }
+        let rowBytes = header.rowLogitBytes
+        var index = 0
+        while index < bytes.count, blockLogitBytesLeft > 0 {
+            if spaceUsed == space.count {
+                flushRows(into: &sink)
+                space = sink.rowSpace(for: header)
+                precondition(space.count >= rowBytes && space.count % rowBytes == 0, "sink space must hold whole rows")
+                if !carriedRowBytes.isEmpty {
+                    carriedRowBytes.withUnsafeBytes { space.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                    spaceUsed = carriedRowBytes.count
+                    carriedRowBytes.removeAll()
+                }
+            }
+            let take = min(bytes.count - index, space.count - spaceUsed, blockLogitBytesLeft)
+            (space.baseAddress! + spaceUsed).copyMemory(from: bytes.baseAddress! + index, byteCount: take)
+            index += take
+            spaceUsed += take
+            blockLogitBytesLeft -= take
+            let completeRows = spaceUsed / rowBytes
+            while rowsInSpace < completeRows {
+                pendingLabels.append(blockLabels[rowInBlock])
+                rowInBlock += 1
+                rowsInSpace += 1
+                rows += 1
+            }
+        }
+        offset += UInt64(index)
+        if blockLogitBytesLeft == 0 {
+            startField(.blockHeader, size: 4)
+        }
+        if spaceUsed == space.count, rowsInSpace > 0 { flushRows(into: &sink) }
+        return index
+    }
+
+    /// Hands the complete rows in the current space to the sink.
+    mutating func flushRows(into sink: inout some ShardRowSink) {
+        guard rowsInSpace > 0 else { return }
+        pendingLabels.withUnsafeBufferPointer { sink.rowsFilled(labels: $0) }
+        pendingLabels.removeAll(keepingCapacity: true)
+        space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        spaceUsed = 0
+        rowsInSpace = 0
+    }
+
+    /// Hands complete rows to the sink and stops using its space; a partly received row is kept
+    /// inside the parser and continues in the next space. Call it before the sink's space goes away.
+    public mutating func detachFromSpace(into sink: inout some ShardRowSink) {
+        guard space.count > 0, let header else { return }
+        let completeBytes = rowsInSpace * header.rowLogitBytes
+        if spaceUsed > completeBytes {
+            carriedRowBytes = Array(UnsafeRawBufferPointer(rebasing: space[completeBytes..<spaceUsed]))
+        }
+        spaceUsed = completeBytes
+        flushRows(into: &sink)
+        space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        spaceUsed = 0
+    }
+}
+
+func hexBytes(_ bytes: ArraySlice<UInt8>) -> String {
+    bytes.map { let h = String($0, radix: 16); return h.count == 1 ? "0" + h : h }.joined(separator: " ")
+}
+
+extension FixedWidthInteger {
+    /// Reads a little-endian integer from exactly `MemoryLayout<Self>.size` bytes.
+    init(littleEndianBytes bytes: ArraySlice<UInt8>) {
+        var value: Self = 0
+        for (i, b) in bytes.enumerated() { value |= Self(b) << (8 * i) }
+        self = value
+    }
+}

@@ -1,0 +1,284 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-row numbers the contract defines, for one row of K logits and its label.
+@frozen public struct RowStatistics: Sendable, Equatable {
+    /// False when a logit is NaN or ±Inf; the other fields are then meaningless.
+    public var isFinite: Bool
+    /// lse − z[y].
+    public var nll: Double
+    /// U = lse − mean(z), the cross-entropy against the uniform distribution.
+    public var uniformTerm: Double
+    /// W = (K·U − nll)/(K−1), the mean cross-entropy against the wrong classes.
+    public var othersTerm: Double
+    /// lse − Σ q·z.
+    public var entropy: Double
+    /// max q.
+    public var confidence: Double
+    /// Σ q² − 2·q[y] + 1.
+    public var brier: Double
+    /// #{k : z[k] > z[y]} + #{k < y : z[k] = z[y]}.
+    public var rank: Int
+
+    /// Creates statistics.
+    @inlinable
+    public init(isFinite: Bool, nll: Double, uniformTerm: Double, othersTerm: Double, entropy: Double, confidence: Double, brier: Double, rank: Int) {
+        self.isFinite = isFinite
+        self.nll = nll
+        self.uniformTerm = uniformTerm
+        self.othersTerm = othersTerm
+        self.entropy = entropy
+        self.confidence = confidence
+        self.brier = brier
+        self.rank = rank
+    }
+
+    @usableFromInline static let nonFinite = RowStatistics(isFinite: false, nll: 0, uniformTerm: 0, othersTerm: 0, entropy: 0, confidence: 0, brier: 0, rank: 0)
+}
+
+/// Float lanes of the kernel. Sixteen floats are 4 SSE, 2 AVX or 1 AVX-512 registers.
+public typealias Lanes = SIMD16<Float>
+/// Integer lanes matching `Lanes`.
+public typealias LaneInts = SIMD16<Int32>
+
+/// Reads logits of one dtype as float lanes; the kernel is specialised for each.
+public protocol LogitLoader {
+    /// Loads 16 logits starting at element `index`.
+    static func lanes(_ row: UnsafeRawPointer, _ index: Int) -> Lanes
+    /// Loads the logit at element `index`.
+    static func scalar(_ row: UnsafeRawPointer, _ index: Int) -> Float
+}
+
+/// float32 logits.
+public enum Float32Loader: LogitLoader {
+    @inlinable @inline(__always) public static func lanes(_ row: UnsafeRawPointer, _ index: Int) -> Lanes {
+        row.loadUnaligned(fromByteOffset: index &* 4, as: Lanes.self)
+    }
+    @inlinable @inline(__always) public static func scalar(_ row: UnsafeRawPointer, _ index: Int) -> Float {
+        row.loadUnaligned(fromByteOffset: index &* 4, as: Float.self)
+    }
+}
+
+/// bfloat16 logits, widened by a shift.
+public enum BFloat16Loader: LogitLoader {
+    @inlinable @inline(__always) public static func lanes(_ row: UnsafeRawPointer, _ index: Int) -> Lanes {
+        let halves = row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD16<UInt16>.self)
+        return unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: halves) &<< 16, to: Lanes.self)
+    }
+    @inlinable @inline(__always) public static func scalar(_ row: UnsafeRawPointer, _ index: Int) -> Float {
+        Float(bitPattern: UInt32(row.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)) << 16)
+    }
+}
+
+/// float16 logits.
+public enum Float16Loader: LogitLoader {
+    /// IEEE half to float with integer ops and one multiply (no F16C needed): shifting the exponent and
+    /// mantissa into place and scaling by 2^112 rebiases normals and subnormals alike; Inf/NaN get an
+    /// all-ones exponent.
+    @inlinable @inline(__always) public static func lanes(_ row: UnsafeRawPointer, _ index: Int) -> Lanes {
+        let h = SIMD16<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD16<UInt16>.self))
+        let magnitude = h & 0x7FFF
+        let scaled = unsafeBitCast(magnitude &<< 13, to: Lanes.self) * Lanes(repeating: 0x1p112)
+        var bits = unsafeBitCast(scaled, to: SIMD16<UInt32>.self)
+        let infOrNaN = unsafeBitCast(magnitude .>= 0x7C00, to: SIMD16<UInt32>.self)  // all-ones lanes
+        bits |= infOrNaN & 0x7F80_0000
+        bits |= (h & 0x8000) &<< 16
+        return unsafeBitCast(bits, to: Lanes.self)
+    }
+    @inlinable @inline(__always) public static func scalar(_ row: UnsafeRawPointer, _ index: Int) -> Float {
+        Float(Float16(bitPattern: row.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)))
+    }
+}
+
+/// The row kernel: two SIMD passes over each row, then a little scalar float64 arithmetic.
+///
+/// Pass 1 finds the max, checks finiteness and counts the rank. Pass 2 computes e = exp(z − max)
+/// with an explicit range-reduced polynomial and sums e, e² and e·(z − max) and (z − max). Float lanes
+/// are flushed into float64 every 1,024 logits so long rows keep ~1e-7 relative accuracy. The max
+/// element(s) contribute exactly 1 each and are counted apart, so confident rows (q ≈ 1) keep their
+/// small nll, entropy and Brier accurate instead of losing them next to the 1.
+public enum RowKernel {
+    /// Signature of one specialised kernel: row pointer, K, label.
+    public typealias Function = @Sendable (UnsafeRawPointer, Int, Int) -> RowStatistics
+
+    /// Evaluates a float32 row with baseline (SSE2) instructions.
+    public static func evaluateFloat32(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
+        kernel(row, k, y, Float32Loader.self)
+    }
+    /// Evaluates a float16 row with baseline instructions.
+    public static func evaluateFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
+        kernel(row, k, y, Float16Loader.self)
+    }
+    /// Evaluates a bfloat16 row with baseline instructions.
+    public static func evaluateBFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
+        kernel(row, k, y, BFloat16Loader.self)
+    }
+
+    /// Lane-wise max as compare-and-select; the standard library's `pointwiseMax` goes lane by lane.
+    @inlinable @inline(__always)
+    public static func lanesMax(_ a: Lanes, _ b: Lanes) -> Lanes {
+        a.replacing(with: b, where: b .> a)
+    }
+
+    /// Loads lanes [index, index + count) with count < 16; the rest are `fill`.
+    @inlinable @inline(__always)
+    public static func partialLanes<L: LogitLoader>(_ row: UnsafeRawPointer, _ index: Int, _ count: Int, fill: Float, _: L.Type) -> Lanes {
+        var v = Lanes(repeating: fill)
+        for j in 0..<count { v[j] = L.scalar(row, index &+ j) }
+        return v
+    }
+
+    @inlinable static var laneIndex: LaneInts { LaneInts(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }
+
+    /// The kernel for one dtype; modules built for newer CPUs specialise it for themselves.
+    @inlinable @inline(__always)
+    public static func kernel<L: LogitLoader>(_ row: UnsafeRawPointer, _ k: Int, _ y: Int, _ loader: L.Type) -> RowStatistics {
+        let zy = L.scalar(row, y)
+        let zyLanes = Lanes(repeating: zy)
+        let zero = Lanes(repeating: 0)
+        var maxLanes = Lanes(repeating: -.infinity)
+        var poison = zero  // z·0 is NaN exactly when z is NaN or ±Inf
+        var rankLanes = LaneInts(repeating: 0)  // counts as negative mask sums (true = -1)
+
+        // Pass 1a: classes before the label count when >= z[y] (ties before y outrank it).
+        var i = 0
+        while i &+ 16 <= y {
+            let z = L.lanes(row, i)
+            maxLanes = lanesMax(maxLanes, z)
+            poison += z * zero
+            rankLanes &+= unsafeBitCast(z .>= zyLanes, to: LaneInts.self)
+            i &+= 16
+        }
+        if i < y {
+            let n = y &- i
+            let z = partialLanes(row, i, n, fill: -.greatestFiniteMagnitude, L.self)
+            maxLanes = lanesMax(maxLanes, z)
+            poison += z * zero
+            let valid = unsafeBitCast(laneIndex .< LaneInts(repeating: Int32(n)), to: LaneInts.self)
+            rankLanes &+= unsafeBitCast(z .>= zyLanes, to: LaneInts.self) & valid
+        }
+        // Pass 1b: the label and after count when > z[y].
+        i = y
+        while i &+ 16 <= k {
+            let z = L.lanes(row, i)
+            maxLanes = lanesMax(maxLanes, z)
+            poison += z * zero
+            rankLanes &+= unsafeBitCast(z .> zyLanes, to: LaneInts.self)
+            i &+= 16
+        }
+        if i < k {
+            let n = k &- i
+            let z = partialLanes(row, i, n, fill: -.greatestFiniteMagnitude, L.self)
+            maxLanes = lanesMax(maxLanes, z)
+            poison += z * zero
+            let valid = unsafeBitCast(laneIndex .< LaneInts(repeating: Int32(n)), to: LaneInts.self)
+            rankLanes &+= unsafeBitCast(z .> zyLanes, to: LaneInts.self) & valid
+        }
+        if poison.sum().isNaN { return .nonFinite }
+        let m = maxLanes.max()
+        let rank = -Int(rankLanes.wrappedSum())
+
+        // Pass 2.
+        let mLanes = Lanes(repeating: m)
+        var sumE = 0.0, sumE2 = 0.0, sumEZ = 0.0, sumZ = 0.0
+        var maxCount = LaneInts(repeating: 0)
+        i = 0
+        while i < k {
+            let blockEnd = min(k, i &+ 1024)
+            var e1 = zero, e2 = zero, ez = zero, zs = zero
+            while i &+ 16 <= blockEnd {
+                let d = L.lanes(row, i) - mLanes
+                accumulate(d, &e1, &e2, &ez, &zs, &maxCount)
+                i &+= 16
+            }
+            if i < blockEnd {
+                let n = blockEnd &- i
+                // Padding lanes read as the max minus 88 and are then zeroed out of every sum.
+                let padding = laneIndex .>= LaneInts(repeating: Int32(n))
+                let d = (partialLanes(row, i, n, fill: m - 88, L.self) - mLanes).replacing(with: -88, where: padding)
+                accumulate(d, &e1, &e2, &ez, &zs, &maxCount, padding: padding)
+                i = blockEnd
+            }
+            sumE += Double(e1.sum())
+            sumE2 += Double(e2.sum())
+            sumEZ += Double(ez.sum())
+            sumZ += Double(zs.sum())
+        }
+        let tiesAtMax = Double(-Int(maxCount.wrappedSum()))
+        return finish(k: k, zy: zy, m: m, tiesAtMax: tiesAtMax, sumE: sumE, sumE2: sumE2, sumEZ: sumEZ, sumZ: sumZ, rank: rank)
+    }
+
+    /// One step of pass 2: exp(d) for d ≤ 0 with d = 0 lanes (the max) left out of the sums and counted.
+    @inlinable @inline(__always)
+    public static func accumulate(_ d: Lanes, _ e1: inout Lanes, _ e2: inout Lanes, _ ez: inout Lanes, _ zs: inout Lanes, _ maxCount: inout LaneInts) {
+        let atMax = d .== Lanes(repeating: 0)
+        let x = lanesMax(d, Lanes(repeating: -87.0))
+        let e = exp(x).replacing(with: 0, where: atMax)
+        e1 += e
+        e2 += e * e
+        ez += e * x
+        zs += d
+        maxCount &+= unsafeBitCast(atMax, to: LaneInts.self)
+    }
+
+    /// The same for a partial vector whose `padding` lanes are not logits.
+    @inlinable @inline(__always)
+    public static func accumulate(_ d: Lanes, _ e1: inout Lanes, _ e2: inout Lanes, _ ez: inout Lanes, _ zs: inout Lanes, _ maxCount: inout LaneInts, padding: SIMDMask<LaneInts>) {
+        let atMax = d .== Lanes(repeating: 0)
+        let x = lanesMax(d, Lanes(repeating: -87.0))
+        let e = exp(x).replacing(with: 0, where: atMax .| padding)
+        e1 += e
+        e2 += e * e
+        ez += e * x
+        zs += d.replacing(with: 0, where: padding)
+        maxCount &+= unsafeBitCast(atMax, to: LaneInts.self)
+    }
+
+    /// exp on [-87, 0]: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial (Cephes expf
+    /// coefficients, ~1 ulp), 2^n built in the exponent bits. Rounding to n uses the 1.5·2^23 trick,
+    /// which needs no SSE4.1.
+    @inlinable @inline(__always)
+    public static func exp(_ x: Lanes) -> Lanes {
+        let shifter = Lanes(repeating: 12_582_912)  // 1.5 · 2^23
+        let t = x * Lanes(repeating: 1.442_695_040_888_963_4) + shifter
+        let n = t - shifter
+        var r = x - n * Lanes(repeating: 0.693_359_375)
+        r = r - n * Lanes(repeating: -2.121_944_400_546_905_8e-4)
+        var p = Lanes(repeating: 1.987_569_150_0e-4)
+        p = p * r + Lanes(repeating: 1.398_199_950_7e-3)
+        p = p * r + Lanes(repeating: 8.333_451_907_3e-3)
+        p = p * r + Lanes(repeating: 4.166_579_589_4e-2)
+        p = p * r + Lanes(repeating: 1.666_666_545_9e-1)
+        p = p * r + Lanes(repeating: 5.000_000_120_1e-1)
+        p = p * (r * r) + r + Lanes(repeating: 1)
+        // bits of t hold n + 1.5·2^23 in the low mantissa bits; move n + 127 into the exponent field.
+        let nBits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000
+        let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: Lanes.self)
+        return p * scale
+    }
+
+    /// Turns the sums into the contract's numbers in float64.
+    @inlinable @inline(__always)
+    public static func finish(k: Int, zy: Float, m: Float, tiesAtMax: Double, sumE: Double, sumE2: Double, sumEZ: Double, sumZ: Double, rank: Int) -> RowStatistics {
+        let kd = Double(k)
+        let s = tiesAtMax + sumE  // Σ exp(z − max)
+        let logS = Glibc.log1p((tiesAtMax - 1) + sumE)
+        let dy = Double(zy) - Double(m)
+        let labelAtMax = zy == m
+        let ey = labelAtMax ? 1.0 : libmExp(dy)
+        let nll = logS - dy
+        let uniform = logS - sumZ / kd
+        let others = (kd * uniform - nll) / (kd - 1)
+        let entropy = logS - sumEZ / s
+        let confidence = 1 / s
+        // Brier = (1 − q_y)² + Σ_{k≠y} q_k², each part formed without cancelling against the max's 1.
+        let oneMinusQy = labelAtMax ? ((tiesAtMax - 1) + sumE) / s : (s - ey) / s
+        let othersSquared = labelAtMax ? ((tiesAtMax - 1) + sumE2) / (s * s) : (tiesAtMax + sumE2 - ey * ey) / (s * s)
+        let brier = oneMinusQy * oneMinusQy + othersSquared
+        return RowStatistics(isFinite: true, nll: nll, uniformTerm: uniform, othersTerm: others, entropy: entropy,
+                             confidence: confidence, brier: brier, rank: rank)
+    }
+}
+
+@inlinable @inline(__always) func libmExp(_ x: Double) -> Double { Glibc.exp(x) }

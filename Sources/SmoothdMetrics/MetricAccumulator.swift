@@ -1,0 +1,164 @@
+import SmoothdJSON
+
+/// Mergeable metric state (torchmetrics-style: update, merge, compute). Counts are integers and
+/// sums are `ExactSum`s, so merging is exact and independent of order: a merge of shard states equals
+/// the state of all their rows together.
+public struct MetricAccumulator: Sendable, Equatable {
+    /// k of top-k accuracy this state counts.
+    public let topK: Int
+    /// Number of ECE bins.
+    public let eceBins: Int
+
+    /// Rows seen, ignored and non-finite ones included.
+    public var rows: UInt64 = 0
+    /// Rows that enter the metrics.
+    public var countedRows: UInt64 = 0
+    /// Rows whose label is ignore_index.
+    public var ignoredRows: UInt64 = 0
+    /// Non-ignored rows with a NaN or ±Inf logit.
+    public var nonfiniteRows: UInt64 = 0
+    /// Counted rows with rank 0.
+    public var correct: UInt64 = 0
+    /// Counted rows with rank < k.
+    public var topKHits: UInt64 = 0
+    /// Σ nll.
+    public var nllSum = ExactSum()
+    /// Σ U (uniform smoothing term).
+    public var uniformSum = ExactSum()
+    /// Σ W (others smoothing term).
+    public var othersSum = ExactSum()
+    /// Σ entropy.
+    public var entropySum = ExactSum()
+    /// Σ confidence.
+    public var confidenceSum = ExactSum()
+    /// Σ Brier.
+    public var brierSum = ExactSum()
+    /// Rows per confidence bin.
+    public var binCounts: [UInt64]
+    /// Correct rows per confidence bin.
+    public var binCorrect: [UInt64]
+    /// Σ confidence per bin.
+    public var binConfidence: [ExactSum]
+
+    /// An empty state.
+    public init(topK: Int = 5, eceBins: Int = 15) {
+        precondition(topK >= 1 && eceBins >= 1)
+        self.topK = topK
+        self.eceBins = eceBins
+        binCounts = Array(repeating: 0, count: eceBins)
+        binCorrect = Array(repeating: 0, count: eceBins)
+        binConfidence = Array(repeating: ExactSum(), count: eceBins)
+    }
+
+    /// An empty state for `options`.
+    public init(options: MetricOptions) {
+        self.init(topK: options.topK, eceBins: options.eceBins)
+    }
+
+    /// Counts a row whose label is ignore_index.
+    @inline(__always)
+    public mutating func addIgnoredRow() {
+        rows &+= 1
+        ignoredRows &+= 1
+    }
+
+    /// Counts a row from its kernel statistics.
+    @inline(__always)
+    public mutating func add(_ row: RowStatistics) {
+        rows &+= 1
+        guard row.isFinite else {
+            nonfiniteRows &+= 1
+            return
+        }
+        countedRows &+= 1
+        let isCorrect = row.rank == 0
+        if isCorrect { correct &+= 1 }
+        if row.rank < topK { topKHits &+= 1 }
+        nllSum.add(row.nll)
+        uniformSum.add(row.uniformTerm)
+        othersSum.add(row.othersTerm)
+        entropySum.add(row.entropy)
+        confidenceSum.add(row.confidence)
+        brierSum.add(row.brier)
+        let bin = min(Int(row.confidence * Double(eceBins)), eceBins - 1)
+        binCounts[bin] &+= 1
+        if isCorrect { binCorrect[bin] &+= 1 }
+        binConfidence[bin].add(row.confidence)
+    }
+
+    /// Adds everything counted in `other` (which must use the same top-k and bins).
+    public mutating func merge(_ other: MetricAccumulator) {
+        precondition(topK == other.topK && eceBins == other.eceBins, "merging states computed with different options")
+        rows &+= other.rows
+        countedRows &+= other.countedRows
+        ignoredRows &+= other.ignoredRows
+        nonfiniteRows &+= other.nonfiniteRows
+        correct &+= other.correct
+        topKHits &+= other.topKHits
+        nllSum.add(other.nllSum)
+        uniformSum.add(other.uniformSum)
+        othersSum.add(other.othersSum)
+        entropySum.add(other.entropySum)
+        confidenceSum.add(other.confidenceSum)
+        brierSum.add(other.brierSum)
+        for b in 0..<eceBins {
+            binCounts[b] &+= other.binCounts[b]
+            binCorrect[b] &+= other.binCorrect[b]
+            binConfidence[b].add(other.binConfidence[b])
+        }
+    }
+}
+
+extension MetricAccumulator {
+    /// The exact state, for persisting next to a summary and merging later.
+    public func jsonState() -> JSONValue {
+        .object([
+            ("top_k", .int(Int64(topK))), ("ece_bins", .int(Int64(eceBins))),
+            ("rows", .int(Int64(rows))), ("counted_rows", .int(Int64(countedRows))),
+            ("ignored_rows", .int(Int64(ignoredRows))), ("nonfinite_rows", .int(Int64(nonfiniteRows))),
+            ("correct", .int(Int64(correct))), ("top_k_hits", .int(Int64(topKHits))),
+            ("nll_sum", nllSum.jsonState), ("uniform_sum", uniformSum.jsonState), ("others_sum", othersSum.jsonState),
+            ("entropy_sum", entropySum.jsonState), ("confidence_sum", confidenceSum.jsonState), ("brier_sum", brierSum.jsonState),
+            ("bin_counts", .array(binCounts.map { .int(Int64($0)) })),
+            ("bin_correct", .array(binCorrect.map { .int(Int64($0)) })),
+            ("bin_confidence", .array(binConfidence.map(\.jsonState))),
+        ])
+    }
+
+    /// Restores a state written by `jsonState()`.
+    public init(jsonState state: JSONValue) throws(MetricStateError) {
+        func count(_ key: String) throws(MetricStateError) -> UInt64 {
+            guard let v = state[key]?.intValue, v >= 0 else { throw MetricStateError("missing or bad \(key)") }
+            return UInt64(v)
+        }
+        func sum(_ key: String) throws(MetricStateError) -> ExactSum {
+            guard let v = state[key] else { throw MetricStateError("missing \(key)") }
+            return try ExactSum(jsonState: v)
+        }
+        let topK = Int(try count("top_k")), bins = Int(try count("ece_bins"))
+        guard topK >= 1, (1...10_000).contains(bins) else { throw MetricStateError("bad top_k or ece_bins") }
+        self.init(topK: topK, eceBins: bins)
+        rows = try count("rows")
+        countedRows = try count("counted_rows")
+        ignoredRows = try count("ignored_rows")
+        nonfiniteRows = try count("nonfinite_rows")
+        correct = try count("correct")
+        topKHits = try count("top_k_hits")
+        nllSum = try sum("nll_sum")
+        uniformSum = try sum("uniform_sum")
+        othersSum = try sum("others_sum")
+        entropySum = try sum("entropy_sum")
+        confidenceSum = try sum("confidence_sum")
+        brierSum = try sum("brier_sum")
+        guard let counts = state["bin_counts"]?.arrayValue, let corrects = state["bin_correct"]?.arrayValue,
+              let confidences = state["bin_confidence"]?.arrayValue,
+              counts.count == bins, corrects.count == bins, confidences.count == bins
+        else { throw MetricStateError("bad ECE bins") }
+        for b in 0..<bins {
+            guard let n = counts[b].intValue, let c = corrects[b].intValue, n >= 0, c >= 0 else { throw MetricStateError("bad ECE bin \(b)") }
+            binCounts[b] = UInt64(n)
+            binCorrect[b] = UInt64(c)
+            binConfidence[b] = try ExactSum(jsonState: confidences[b])
+        }
+    }
+}

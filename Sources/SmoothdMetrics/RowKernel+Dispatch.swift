@@ -1,0 +1,48 @@
+import CCPUFeatures
+#if canImport(Glibc)
+import Glibc
+#endif
+import LSHDFormat
+@_exported import SmoothdKernel
+#if arch(x86_64)
+import SmoothdKernelAVX2
+#endif
+
+/// Which kernel variant runs, chosen once from the CPU at start-up.
+public enum KernelVariant: String, Sendable {
+    /// SSE2, the x86-64 baseline (or the generic build elsewhere).
+    case baseline
+    /// AVX2, for CPUs that have it.
+    case avx2
+
+    /// The variant this process uses. `SMOOTHD_KERNEL=baseline` forces the baseline (for tests and benchmarks).
+    public static let current: KernelVariant = {
+        if let forced = getenv("SMOOTHD_KERNEL").map({ String(cString: $0) }), forced == "baseline" { return .baseline }
+        #if arch(x86_64)
+        return smoothd_cpu_has_avx2() != 0 ? .avx2 : .baseline
+        #else
+        return .baseline
+        #endif
+    }()
+
+    /// The kernel for `dtype` in this variant.
+    public func function(for dtype: LogitDType) -> RowKernel.Function {
+        switch (self, dtype) {
+        #if arch(x86_64)
+        case (.avx2, .float32): return RowKernelAVX2.evaluateFloat32
+        case (.avx2, .float16): return RowKernelAVX2.evaluateFloat16
+        case (.avx2, .bfloat16): return RowKernelAVX2.evaluateBFloat16
+        #endif
+        case (_, .float32): return RowKernel.evaluateFloat32
+        case (_, .float16): return RowKernel.evaluateFloat16
+        case (_, .bfloat16): return RowKernel.evaluateBFloat16
+        }
+    }
+}
+
+extension RowKernel {
+    /// Evaluates one row stored in `dtype` with the CPU's best variant; `label` must be in [0, numClasses).
+    public static func evaluate(row: UnsafeRawPointer, dtype: LogitDType, numClasses: Int, label: Int) -> RowStatistics {
+        KernelVariant.current.function(for: dtype)(row, numClasses, label)
+    }
+}

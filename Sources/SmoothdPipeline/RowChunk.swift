@@ -1,0 +1,51 @@
+import LSHDFormat
+import SmoothdMetrics
+
+/// A buffer of whole rows (raw logits plus labels) passed from a decoder to a worker.
+///
+/// `@unchecked Sendable`: a chunk is owned by one thread at a time. It moves between threads only
+/// through `ChunkPool` and `WorkQueue`, whose lock orders every write before the next owner's reads.
+final class RowChunk: @unchecked Sendable {
+    let storage: UnsafeMutableRawBufferPointer
+    let capacityRows: Int
+    let rowBytes: Int
+    var labels: [Int64]
+    var rowCount = 0
+    /// Index of the frame group (segment) whose rows these are.
+    var segment = 0
+    /// The decoding attempt of that segment; results of abandoned attempts are dropped.
+    var generation = 0
+
+    init(rowBytes: Int, capacityRows: Int) {
+        self.rowBytes = rowBytes
+        self.capacityRows = capacityRows
+        storage = .allocate(byteCount: rowBytes * capacityRows, alignment: 64)
+        labels = []
+        labels.reserveCapacity(capacityRows)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Empties the chunk for reuse.
+    func reset() {
+        rowCount = 0
+        labels.removeAll(keepingCapacity: true)
+    }
+
+    /// Runs the kernel over every row and returns their accumulated metrics.
+    func evaluate(header: ShardHeader, options: MetricOptions, kernel: RowKernel.Function) -> MetricAccumulator {
+        var accumulator = MetricAccumulator(options: options)
+        let base = UnsafeRawPointer(storage.baseAddress!)
+        let k = header.numClasses
+        let ignore = header.ignoreIndex
+        for r in 0..<rowCount {
+            let label = labels[r]
+            if label == ignore {
+                accumulator.addIgnoredRow()
+            } else {
+                accumulator.add(kernel(base + r * rowBytes, k, Int(label)))
+            }
+        }
+        return accumulator
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import SmoothdJSON
+import SmoothdPipeline
+
+/// The repository's Fixtures directory, found from this file's path.
+let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+/// `Fixtures/expected.json`, written by the independent NumPy reference (`Fixtures/make_fixtures.py`).
+let expectedDocument: JSONValue = {
+    let data = try! Data(contentsOf: fixturesDirectory.appendingPathComponent("expected.json"))
+    return try! JSONValue.parse(utf8: data)
+}()
+
+struct ValidFixture: CustomTestStringConvertible, Sendable {
+    let file: String
+    let expected: JSONValue
+    var path: String { fixturesDirectory.appendingPathComponent(file).path }
+    var testDescription: String { file }
+}
+
+struct InvalidFixture: CustomTestStringConvertible, Sendable {
+    let file: String
+    let kind: String
+    let offset: Int64?
+    var path: String { fixturesDirectory.appendingPathComponent(file).path }
+    var testDescription: String { file }
+}
+
+let validFixtures: [ValidFixture] = expectedDocument["valid"]!.arrayValue!.map {
+    ValidFixture(file: $0["file"]!.stringValue!, expected: $0)
+}
+
+let invalidFixtures: [InvalidFixture] = expectedDocument["invalid"]!.arrayValue!.map {
+    InvalidFixture(file: $0["file"]!.stringValue!, kind: $0["kind"]!.stringValue!, offset: $0["offset"]!.intValue)
+}
+
+/// True when `actual` is within `relative` of `expected` (or both are null).
+func close(_ actual: JSONValue?, _ expected: JSONValue?, relative: Double, absolute: Double = 0) -> Bool {
+    switch (actual?.doubleValue, expected?.doubleValue) {
+    case (nil, nil): return (actual == nil || actual == .null) && (expected == nil || expected == .null)
+    case (let a?, let e?): return abs(a - e) <= max(relative * abs(e), absolute)
+    default: return false
+    }
+}
+
+/// An entry without its timing field, for bit-identity comparisons.
+func withoutTiming(_ entry: JSONValue) -> JSONValue {
+    .object(entry.objectMembers!.filter { $0.0 != "seconds" })
+}
+
+import Testing
