@@ -89,7 +89,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
-        .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON"]),
+        .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
         .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat"]),
         .testTarget(
             name: "SmoothdPipelineTests",

@@ -70,11 +70,17 @@ public struct ExactSum: Sendable, Equatable {
     public var value: Double {
         var n = self
         n.normalize()
+        // A negative total is stored as a two's complement across the digits; convert the magnitude.
+        let negative = n.digits[67] < 0
+        if negative {
+            for i in 0..<68 { n.digits[i] = -n.digits[i] }
+            n.normalize()
+        }
         var result = 0.0
         for i in stride(from: 67, through: 0, by: -1) where n.digits[i] != 0 {
             result += Double(sign: .plus, exponent: 32 * i - 1074, significand: Double(n.digits[i]))
         }
-        return result
+        return negative ? -result : result
     }
 
     /// Exact equality of the represented values.

@@ -1,0 +1,88 @@
+import ArgumentParser
+import SmoothdMetrics
+import SmoothdPipeline
+
+extension SmoothingMode: ExpressibleByArgument {}
+
+/// The options `eval` and `serve` share: what to compute and how many resources to use.
+/// Every option is optional so that `serve` can tell a flag from a config-file value; defaults apply last.
+struct MetricOptionGroup: ParsableArguments {
+    @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1]. (default: 0.1)", valueName: "ε"))
+    var smoothing: Double?
+
+    @Option(help: ArgumentHelp("uniform (PyTorch: gold 1−ε+ε/K, others ε/K) or others (fairseq: gold 1−ε, others ε/(K−1)). (default: uniform)", valueName: "mode"))
+    var smoothingMode: SmoothingMode?
+
+    @Option(help: ArgumentHelp("More ε values whose loss is reported from the same pass, comma-separated.", valueName: "ε1,ε2,…"))
+    var reportSmoothing: String?
+
+    @Option(help: ArgumentHelp("k for top-k accuracy. (default: 5)", valueName: "k"))
+    var topK: Int?
+
+    @Option(help: ArgumentHelp("Equal-width confidence bins for ECE. (default: 15)", valueName: "n"))
+    var eceBins: Int?
+
+    @Option(help: ArgumentHelp("Worker threads. (default: number of cores)", valueName: "n"))
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB. (default: 64MiB)", valueName: "bytes"))
+    var memoryBudget: String?
+
+    /// The options, with `fallback` (config-file `key = value` pairs named like the long options) filling
+    /// in what the command line left out, then the defaults.
+    func evaluationOptions(fallback: [String: String] = [:]) throws -> EvaluationOptions {
+        func value<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws -> T? {
+            if let flag { return flag }
+            guard let text = fallback[key] else { return nil }
+            guard let parsed = parse(text) else { throw ValidationError("invalid \(key) '\(text)'") }
+            return parsed
+        }
+        var metrics = MetricOptions()
+        if let v = try value(smoothing, "smoothing", { Double($0) }) { metrics.smoothing = v }
+        if let v = try value(smoothingMode, "smoothing-mode", { SmoothingMode(rawValue: $0) }) { metrics.mode = v }
+        if let list = try value(reportSmoothing, "report-smoothing", { $0 }) {
+            metrics.reportSmoothing = try list.split(separator: ",").map { part in
+                let trimmed = part.trimmingCharacters(in: .whitespaces)
+                guard let e = Double(trimmed) else { throw ValidationError("invalid --report-smoothing value '\(trimmed)'") }
+                return e
+            }
+        }
+        if let v = try value(topK, "top-k", { Int($0) }) { metrics.topK = v }
+        if let v = try value(eceBins, "ece-bins", { Int($0) }) { metrics.eceBins = v }
+        if let problem = metrics.problems.first { throw ValidationError(problem) }
+        let threadCount = try value(threads, "threads", { Int($0) })
+        if let threadCount, !(1...1024).contains(threadCount) { throw ValidationError("--threads must be in [1, 1024]") }
+        var budget = EvaluationOptions.defaultMemoryBudget
+        if let text = try value(memoryBudget, "memory-budget", { $0 }) {
+            guard let bytes = MetricOptionGroup.parseBytes(text), bytes >= 1 else {
+                throw ValidationError("invalid --memory-budget '\(text)' (bytes, or a number with KiB, MiB or GiB)")
+            }
+            budget = bytes
+        }
+        return EvaluationOptions(metrics: metrics, threads: threadCount, memoryBudget: budget)
+    }
+
+    func validate() throws {
+        _ = try evaluationOptions()
+    }
+
+    /// Parses `65536`, `64KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, `KB`… as binary units).
+    static func parseBytes(_ text: String) -> Int? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let digits = trimmed.prefix { $0.isNumber }
+        guard let number = Int(digits) else { return nil }
+        let unit = trimmed.dropFirst(digits.count).lowercased()
+        let shift: Int
+        switch unit {
+        case "", "b": shift = 0
+        case "k", "kb", "kib": shift = 10
+        case "m", "mb", "mib": shift = 20
+        case "g", "gb", "gib": shift = 30
+        default: return nil
+        }
+        let (value, overflow) = number.multipliedReportingOverflow(by: 1 << shift)
+        return overflow ? nil : value
+    }
+}
+
+import Foundation
