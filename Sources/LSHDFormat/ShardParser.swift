@@ -8,6 +8,14 @@ public protocol ShardRowSink {
     mutating func rowsFilled(labels: UnsafeBufferPointer<Int64>)
 }
 
+/// Reads payload bytes again from an earlier offset, so a block whose labels are too many to keep in
+/// memory can be read in windows while its logits stream by. Reads move forward only.
+public protocol PayloadRangeReader: AnyObject {
+    /// Fills `buffer` with payload bytes from `offset` (counted from where the parser started), or
+    /// returns how many bytes were available before the payload ended.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(ShardError) -> Int
+}
+
 /// An incremental LSHD v1 parser: feed it payload bytes in pieces of any size, and it validates them
 /// and hands whole rows to a sink. It holds the header, the labels of the current block and at most
 /// one partly received row (in the sink's space); nothing grows with the shard.
@@ -15,7 +23,12 @@ public protocol ShardRowSink {
 /// Offsets in its errors count from where the parser started (the payload start, unless it was
 /// created with `resumingAtBlockBoundary`).
 public struct ShardParser {
-    enum Phase { case header, meta, blockHeader, labels, logits, finished }
+    enum Phase { case header, meta, blockHeader, labels, skippingLabels, logits, finished }
+
+    /// Re-reads labels of blocks whose labels exceed `labelMemoryLimit`; without one, labels are kept whole.
+    public var labelReader: (any PayloadRangeReader)?
+    /// Bytes of labels kept in memory per block; larger blocks read their labels through `labelReader`.
+    public var labelMemoryLimit = 4 << 20
 
     /// The header, once it has been read (or given).
     public private(set) var header: ShardHeader?
@@ -32,7 +45,12 @@ public struct ShardParser {
     var fieldNeeded = ShardHeader.fixedSize
     var metaLength = 0
     var blockRows = 0
+    /// Labels of the current block, or (when they are read through `labelReader`) a window of them
+    /// starting at row `labelWindowStart`.
     var blockLabels: [Int64] = []
+    var labelWindowStart = 0
+    var labelsViaReader = false
+    var blockLabelsOffset: UInt64 = 0
     var labelBytesLeft = 0
     var blockLogitBytesLeft = 0
     var rowInBlock = 0
@@ -77,8 +95,14 @@ public struct ShardParser {
                 if fieldBytes.count == fieldNeeded { try completeField(into: &sink) }
             case .labels:
                 index += try consumeLabels(UnsafeRawBufferPointer(rebasing: bytes[index...]))
+            case .skippingLabels:
+                let take = min(labelBytesLeft, bytes.count - index)
+                index += take
+                offset += UInt64(take)
+                labelBytesLeft -= take
+                if labelBytesLeft == 0 { phase = .logits }
             case .logits:
-                index += consumeLogits(UnsafeRawBufferPointer(rebasing: bytes[index...]), into: &sink)
+                index += try consumeLogits(UnsafeRawBufferPointer(rebasing: bytes[index...]), into: &sink)
             case .finished:
                 throw ShardError(.trailingBytes, at: offset, "\(bytes.count - index) or more bytes after the end marker")
             }
@@ -86,14 +110,15 @@ public struct ShardParser {
     }
 
     /// Declares the end of the payload: an error unless the end marker was read.
-    public func finish() throws(ShardError) {
+    public mutating func finish() throws(ShardError) {
         guard phase == .finished else {
+            if let labelError = firstLabelError(before: offset) { throw labelError }
             let place: String
             switch phase {
             case .header: place = "inside the header"
             case .meta: place = "inside the metadata"
             case .blockHeader: place = fieldBytes.isEmpty ? "before the end marker" : "inside a block header"
-            case .labels: place = "inside the labels of a block of \(blockRows) rows"
+            case .labels, .skippingLabels: place = "inside the labels of a block of \(blockRows) rows"
             case .logits: place = "inside the logits of row \(rows)"
             case .finished: place = ""
             }
@@ -177,10 +202,17 @@ public struct ShardParser {
             labelBytesLeft = blockRows * header.labelDType.byteWidth
             blockLogitBytesLeft = blockRows * header.rowLogitBytes
             blockLabels.removeAll(keepingCapacity: true)
-            blockLabels.reserveCapacity(blockRows)
+            labelWindowStart = 0
+            blockLabelsOffset = offset
             fieldBytes.removeAll(keepingCapacity: true)
-            phase = .labels
-        case .labels, .logits, .finished:
+            labelsViaReader = labelReader != nil && labelBytesLeft > labelMemoryLimit
+            if labelsViaReader {
+                phase = .skippingLabels
+            } else {
+                blockLabels.reserveCapacity(blockRows)
+                phase = .labels
+            }
+        case .labels, .skippingLabels, .logits, .finished:
             preconditionFailure("not a fixed field")
         }
     }
@@ -219,11 +251,7 @@ public struct ShardParser {
                 labelOffset = offset + UInt64(index) - UInt64(width)
                 fieldBytes.removeAll(keepingCapacity: true)
             }
-            if (label < 0 || label >= k) && label != header.ignoreIndex {
-                throw ShardError(.labelOutOfRange, at: labelOffset,
-                                 "label \(label) out of range [0, \(k)) and not ignore_index \(header.ignoreIndex)",
-                                 row: rows + UInt64(blockLabels.count))
-            }
+            try check(label: label, at: labelOffset, row: rows + UInt64(blockLabels.count), header: header)
             blockLabels.append(label)
         }
         offset += UInt64(take)
@@ -232,10 +260,68 @@ public struct ShardParser {
         return take
     }
 
+    func check(label: Int64, at labelOffset: UInt64, row: UInt64, header: ShardHeader) throws(ShardError) {
+        if (label < 0 || label >= Int64(header.numClasses)) && label != header.ignoreIndex {
+            throw ShardError(.labelOutOfRange, at: labelOffset,
+                             "label \(label) out of range [0, \(header.numClasses)) and not ignore_index \(header.ignoreIndex)", row: row)
+        }
+    }
+
+    /// Labels read through `labelReader` per window: 64 Ki labels (at most 512 KiB).
+    static let labelWindowRows = 65_536
+
+    /// The label of row `row` of the current block, refilling the window from the reader when needed.
+    mutating func label(ofBlockRow row: Int) throws(ShardError) -> Int64 {
+        if !labelsViaReader { return blockLabels[row] }
+        if row >= labelWindowStart + blockLabels.count {
+            try fillLabelWindow(from: row, count: min(Self.labelWindowRows, blockRows - row))
+        }
+        return blockLabels[row - labelWindowStart]
+    }
+
+    /// Reads and validates labels [row, row + count) of the current block.
+    mutating func fillLabelWindow(from row: Int, count: Int) throws(ShardError) {
+        guard let header, let labelReader else { preconditionFailure("no label reader") }
+        let width = header.labelDType.byteWidth
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count * width, alignment: 8)
+        defer { buffer.deallocate() }
+        let start = blockLabelsOffset + UInt64(row * width)
+        let got = try labelReader.read(at: start, into: buffer)
+        let raw = UnsafeRawBufferPointer(buffer)
+        blockLabels.removeAll(keepingCapacity: true)
+        labelWindowStart = row
+        let rowBase = rows - UInt64(rowInBlock)
+        for i in 0..<(got / width) {
+            let label = width == 8 ? Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+                : Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
+            try check(label: label, at: start + UInt64(i * width), row: rowBase + UInt64(row + i), header: header)
+            blockLabels.append(label)
+        }
+    }
+
+    /// When labels are read through the reader, a bad label earlier in the payload than a later error
+    /// (truncation, zstd) must win: this checks the current block's labels stored before `errorOffset`.
+    public mutating func firstLabelError(before errorOffset: UInt64) -> ShardError? {
+        guard labelsViaReader, phase == .skippingLabels || phase == .logits, let header else { return nil }
+        let width = header.labelDType.byteWidth
+        var row = labelWindowStart + blockLabels.count
+        while row < blockRows, blockLabelsOffset + UInt64(row * width) < errorOffset {
+            let count = min(Self.labelWindowRows, blockRows - row)
+            do {
+                try fillLabelWindow(from: row, count: count)
+            } catch {
+                return error.kind == .labelOutOfRange ? error : nil
+            }
+            if blockLabels.count < count { break }
+            row += count
+        }
+        return nil
+    }
+
     // MARK: - Logits
 
     /// Copies logit bytes into the sink's space, as many rows at a time as the input holds.
-    mutating func consumeLogits(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) -> Int {
+    mutating func consumeLogits(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardError) -> Int {
         guard let header else { preconditionFailure("logits before header") }
         let rowBytes = header.rowLogitBytes
         var index = 0
@@ -257,7 +343,7 @@ public struct ShardParser {
             blockLogitBytesLeft -= take
             let completeRows = spaceUsed / rowBytes
             while rowsInSpace < completeRows {
-                pendingLabels.append(blockLabels[rowInBlock])
+                pendingLabels.append(try label(ofBlockRow: rowInBlock))
                 rowInBlock += 1
                 rowsInSpace += 1
                 rows += 1

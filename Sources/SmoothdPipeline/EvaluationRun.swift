@@ -106,6 +106,19 @@ final class EvaluationRun: @unchecked Sendable {
 
     var decoderCount: Int { min(options.threads, segments.count) }
 
+    /// Labels of a block beyond this many bytes are re-read in windows instead of kept:
+    /// a sixteenth of the budget, at most 4 MiB.
+    var labelMemoryLimit: Int { min(4 << 20, options.memoryBudget / 16) }
+
+    /// A cursor whose parser re-reads oversized label sections from the start of `segment`.
+    func makeCursor(segment: Int, parser: ShardParser, originBytes: UInt64, originRows: UInt64) -> SegmentCursor {
+        var parser = parser
+        parser.labelMemoryLimit = labelMemoryLimit
+        parser.labelReader = ForwardPayloadReader(fd: fd, compressedStart: segments[segment].start, compressedEnd: fileSize,
+                                                  windowLogMax: windowLogMax)
+        return SegmentCursor(parser: parser, originBytes: originBytes, originRows: originRows)
+    }
+
     /// zstd window limit: a quarter of the budget per decoder, at least 8 MiB (levels 1–19 need no more).
     var windowLogMax: Int {
         let perDecoder = max(1, options.memoryBudget / 4 / max(1, decoderCount))
@@ -162,10 +175,10 @@ final class EvaluationRun: @unchecked Sendable {
             guard proceed else { return }
             var cursor: SegmentCursor
             if index == 0 {
-                cursor = SegmentCursor(parser: ShardParser(), originBytes: 0, originRows: 0)
+                cursor = makeCursor(segment: 0, parser: ShardParser(), originBytes: 0, originRows: 0)
             } else {
                 guard let header = waitForHeader() else { return }
-                cursor = SegmentCursor(parser: ShardParser(resumingAtBlockBoundaryWith: header), originBytes: 0, originRows: 0)
+                cursor = makeCursor(segment: index, parser: ShardParser(resumingAtBlockBoundaryWith: header), originBytes: 0, originRows: 0)
             }
             let result = decode(segment: index, cursor: &cursor, decoder: decoder, buffers: &buffers, generation: 0)
             lock.lock()
@@ -280,9 +293,11 @@ final class EvaluationRun: @unchecked Sendable {
             if cursor.parser.isAtBlockBoundary { return finish(.atBoundary) }
             return finish(.midBlock(cursor))
         } catch let error as ShardError {
+            // A bad label that was skipped over (read later through the label reader) comes first.
+            let first = error.kind == .labelOutOfRange ? error : (cursor.parser.firstLabelError(before: error.offset ?? .max) ?? error)
             cursor.parser.detachFromSpace(into: &sink)
             sink.submitCurrent()
-            return finish(.failed(error, cursor))
+            return finish(.failed(first, cursor))
         } catch {
             preconditionFailure("unexpected error \(error)")
         }
@@ -361,10 +376,11 @@ final class EvaluationRun: @unchecked Sendable {
                 if let previous = carried {
                     cursor = previous
                 } else if index == 0 {
-                    cursor = SegmentCursor(parser: ShardParser(), originBytes: 0, originRows: 0)
+                    cursor = makeCursor(segment: 0, parser: ShardParser(), originBytes: 0, originRows: 0)
                 } else {
                     guard let header = waitForHeader() else { break }
-                    cursor = SegmentCursor(parser: ShardParser(resumingAtBlockBoundaryWith: header), originBytes: bytesBase, originRows: rowsBase)
+                    cursor = makeCursor(segment: index, parser: ShardParser(resumingAtBlockBoundaryWith: header),
+                                        originBytes: bytesBase, originRows: rowsBase)
                 }
                 lock.lock()
                 results[index].generation += 1

@@ -128,3 +128,61 @@ func expectedCounts(_ name: String) -> (rows: UInt64, k: Int) {
     #expect(LogitEncoding.bfloat16Bits(Float(bitPattern: 0x3F81_8000)) == 0x3F82)  // tie, odd rounds up
     #expect(LogitEncoding.bfloat16Bits(.nan) & 0x7FC0 == 0x7FC0)
 }
+
+/// Serves labels from the payload in memory, as the pipeline's second decoder does from the file.
+final class InMemoryPayloadReader: PayloadRangeReader {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(ShardError) -> Int {
+        let start = min(Int(offset), bytes.count)
+        let count = min(buffer.count, bytes.count - start)
+        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: count) }
+        return count
+    }
+}
+
+/// Parses with labels re-read through a reader (as for blocks whose labels exceed the memory limit).
+func parseWithLabelReader(_ bytes: [UInt8], available: Int? = nil, piece: Int) throws(ShardError) -> CollectingSink {
+    var parser = ShardParser()
+    parser.labelMemoryLimit = 8
+    parser.labelReader = InMemoryPayloadReader(Array(bytes.prefix(available ?? bytes.count)))
+    var sink = CollectingSink(rowsPerSpace: 5)
+    var start = 0
+    while start < bytes.count {
+        let slice = Array(bytes[start..<min(bytes.count, start + piece)])
+        let failure: ShardError? = slice.withUnsafeBytes { raw in
+            do throws(ShardError) { try parser.consume(raw, into: &sink); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+        start += piece
+    }
+    try parser.finish()
+    return sink
+}
+
+@Test func labelsReadThroughAReaderGiveTheSameRows() throws {
+    for name in ["valid/num_rows_stated.lshd.zst", "valid/k2.lshd.zst", "valid/f16_ignore0.lshd.zst"] {
+        let bytes = try payload(of: name)
+        let (_, whole) = try parse(bytes, piece: bytes.count, rowsPerSpace: 64)
+        for piece in [3, 999, bytes.count] {
+            let sink = try parseWithLabelReader(bytes, piece: piece)
+            #expect(sink.labels == whole.labels, "\(name) piece \(piece)")
+            #expect(sink.rows == whole.rows, "\(name) piece \(piece)")
+        }
+    }
+}
+
+@Test func labelErrorsThroughAReaderKeepTheirOffsets() throws {
+    let doc = try JSONValue.parse(utf8: try Data(contentsOf: fixtures.appendingPathComponent("expected.json")))
+    for fixture in doc["invalid"]!.arrayValue! where ["label_out_of_range", "truncated"].contains(fixture["kind"]!.stringValue!) {
+        let name = fixture["file"]!.stringValue!
+        let bytes = try payload(of: name)
+        do {
+            _ = try parseWithLabelReader(bytes, piece: 7)
+            Issue.record("\(name) accepted")
+        } catch {
+            #expect(error.kind.rawValue == fixture["kind"]!.stringValue!, "\(name): \(error)")
+            #expect(error.offset.map { Int64($0) } == fixture["offset"]!.intValue, "\(name): \(error)")
+        }
+    }
+}
