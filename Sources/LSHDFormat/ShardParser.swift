@@ -322,39 +322,56 @@ public struct ShardParser {
 
     /// Copies logit bytes into the sink's space, as many rows at a time as the input holds.
     mutating func consumeLogits(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardError) -> Int {
-        guard let header else { preconditionFailure("logits before header") }
-        let rowBytes = header.rowLogitBytes
         var index = 0
-        while index < bytes.count, blockLogitBytesLeft > 0 {
-            if spaceUsed == space.count {
-                flushRows(into: &sink)
-                space = sink.rowSpace(for: header)
-                precondition(space.count >= rowBytes && space.count % rowBytes == 0, "sink space must hold whole rows")
-                if !carriedRowBytes.isEmpty {
-                    carriedRowBytes.withUnsafeBytes { space.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-                    spaceUsed = carriedRowBytes.count
-                    carriedRowBytes.removeAll()
-                }
-            }
-            let take = min(bytes.count - index, space.count - spaceUsed, blockLogitBytesLeft)
-            (space.baseAddress! + spaceUsed).copyMemory(from: bytes.baseAddress! + index, byteCount: take)
+        while index < bytes.count, phase == .logits {
+            let destination = logitSpace(into: &sink)
+            let take = min(bytes.count - index, destination.count)
+            destination.baseAddress!.copyMemory(from: bytes.baseAddress! + index, byteCount: take)
             index += take
-            spaceUsed += take
-            blockLogitBytesLeft -= take
-            let completeRows = spaceUsed / rowBytes
-            while rowsInSpace < completeRows {
-                pendingLabels.append(try label(ofBlockRow: rowInBlock))
-                rowInBlock += 1
-                rowsInSpace += 1
-                rows += 1
+            try advanceLogits(by: take, into: &sink)
+        }
+        return index
+    }
+
+    /// Where the next logit bytes of the current block belong, when the parser is inside a block's
+    /// logits: the decoder can write there directly and call `advanceLogits(by:into:)`, saving a copy.
+    public mutating func directLogitSpace(into sink: inout some ShardRowSink) -> UnsafeMutableRawBufferPointer? {
+        phase == .logits ? logitSpace(into: &sink) : nil
+    }
+
+    /// The free part of the sink's space, limited to the current block's remaining logits.
+    mutating func logitSpace(into sink: inout some ShardRowSink) -> UnsafeMutableRawBufferPointer {
+        guard let header else { preconditionFailure("logits before header") }
+        if spaceUsed == space.count {
+            flushRows(into: &sink)
+            space = sink.rowSpace(for: header)
+            precondition(space.count >= header.rowLogitBytes && space.count % header.rowLogitBytes == 0, "sink space must hold whole rows")
+            if !carriedRowBytes.isEmpty {
+                carriedRowBytes.withUnsafeBytes { space.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                spaceUsed = carriedRowBytes.count
+                carriedRowBytes.removeAll()
             }
         }
-        offset += UInt64(index)
-        if blockLogitBytesLeft == 0 {
-            startField(.blockHeader, size: 4)
+        let count = min(space.count - spaceUsed, blockLogitBytesLeft)
+        return UnsafeMutableRawBufferPointer(rebasing: space[spaceUsed..<(spaceUsed + count)])
+    }
+
+    /// Accounts for `count` logit bytes just written at the start of `logitSpace`: completes rows,
+    /// hands a full space to the sink and moves on at the end of the block.
+    public mutating func advanceLogits(by count: Int, into sink: inout some ShardRowSink) throws(ShardError) {
+        guard let header else { preconditionFailure("logits before header") }
+        spaceUsed += count
+        blockLogitBytesLeft -= count
+        offset += UInt64(count)
+        let completeRows = spaceUsed / header.rowLogitBytes
+        while rowsInSpace < completeRows {
+            pendingLabels.append(try label(ofBlockRow: rowInBlock))
+            rowInBlock += 1
+            rowsInSpace += 1
+            rows += 1
         }
+        if blockLogitBytesLeft == 0 { startField(.blockHeader, size: 4) }
         if spaceUsed == space.count, rowsInSpace > 0 { flushRows(into: &sink) }
-        return index
     }
 
     /// Hands the complete rows in the current space to the sink.

@@ -81,7 +81,8 @@ public enum Float16Loader: LogitLoader {
         let magnitude = h & 0x7FFF
         let scaled = unsafeBitCast(magnitude &<< 13, to: Lanes.self) * Lanes(repeating: 0x1p112)
         var bits = unsafeBitCast(scaled, to: SIMD16<UInt32>.self)
-        let infOrNaN = unsafeBitCast(magnitude .>= 0x7C00, to: SIMD16<UInt32>.self)  // all-ones lanes
+        // Signed compare: unsigned lane compares have no x86 instruction and end up lane by lane.
+        let infOrNaN = unsafeBitCast(unsafeBitCast(magnitude, to: LaneInts.self) .> LaneInts(repeating: 0x7BFF), to: SIMD16<UInt32>.self)
         bits |= infOrNaN & 0x7F80_0000
         bits |= (h & 0x8000) &<< 16
         return unsafeBitCast(bits, to: Lanes.self)
@@ -99,6 +100,10 @@ public enum Float16Loader: LogitLoader {
 /// element(s) contribute exactly 1 each and are counted apart, so confident rows (q ≈ 1) keep their
 /// small nll, entropy and Brier accurate instead of losing them next to the 1.
 public enum RowKernel {
+    /// Bytes after a row's last logit that a kernel may read (and ignore): 15 float32 logits.
+    /// Buffers handed to `Function`s must keep this much readable memory after their last row.
+    public static let readSlack = 64
+
     /// Signature of one specialised kernel: row pointer, K, label.
     public typealias Function = @Sendable (UnsafeRawPointer, Int, Int) -> RowStatistics
 
@@ -121,12 +126,12 @@ public enum RowKernel {
         a.replacing(with: b, where: b .> a)
     }
 
-    /// Loads lanes [index, index + count) with count < 16; the rest are `fill`.
+    /// Lanes [index, index + count) with count < 16, the rest set to `fill`. It loads a whole vector,
+    /// so it reads up to 15 logits past the count: the caller guarantees those bytes are readable
+    /// (`RowKernel.readSlack`). Per-lane inserts would go through memory and stall store forwarding.
     @inlinable @inline(__always)
     public static func partialLanes<L: LogitLoader>(_ row: UnsafeRawPointer, _ index: Int, _ count: Int, fill: Float, _: L.Type) -> Lanes {
-        var v = Lanes(repeating: fill)
-        for j in 0..<count { v[j] = L.scalar(row, index &+ j) }
-        return v
+        L.lanes(row, index).replacing(with: fill, where: laneIndex .>= LaneInts(repeating: Int32(count)))
     }
 
     @inlinable static var laneIndex: LaneInts { LaneInts(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }

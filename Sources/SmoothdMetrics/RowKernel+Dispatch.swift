@@ -25,7 +25,7 @@ public enum KernelVariant: String, Sendable {
         #endif
     }()
 
-    /// The kernel for `dtype` in this variant.
+    /// The kernel for `dtype` in this variant. It may read `RowKernel.readSlack` bytes past the row.
     public func function(for dtype: LogitDType) -> RowKernel.Function {
         switch (self, dtype) {
         #if arch(x86_64)
@@ -42,7 +42,12 @@ public enum KernelVariant: String, Sendable {
 
 extension RowKernel {
     /// Evaluates one row stored in `dtype` with the CPU's best variant; `label` must be in [0, numClasses).
+    /// Unlike the raw kernel functions it needs no readable slack after the row (it copies the row).
     public static func evaluate(row: UnsafeRawPointer, dtype: LogitDType, numClasses: Int, label: Int) -> RowStatistics {
-        KernelVariant.current.function(for: dtype)(row, numClasses, label)
+        let bytes = numClasses * dtype.byteWidth
+        let padded = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes + readSlack, alignment: 64)
+        defer { padded.deallocate() }
+        padded.baseAddress!.copyMemory(from: row, byteCount: bytes)
+        return KernelVariant.current.function(for: dtype)(padded.baseAddress!, numClasses, label)
     }
 }

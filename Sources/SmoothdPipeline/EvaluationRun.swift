@@ -238,7 +238,7 @@ final class EvaluationRun: @unchecked Sendable {
     // MARK: - Decoding one segment
 
     struct DecodeBuffers {
-        var input = [UInt8](repeating: 0, count: ZstdDecompressor.recommendedInputSize)
+        var input = [UInt8](repeating: 0, count: 1 << 20)  // fewer reads than the recommended 128 KiB
         var output = [UInt8](repeating: 0, count: ZstdDecompressor.recommendedOutputSize)
     }
 
@@ -316,41 +316,58 @@ final class EvaluationRun: @unchecked Sendable {
         return false
     }
 
-    /// Runs the decoder over `count` input bytes and feeds its output to the parser.
+    /// Runs the decoder over `count` input bytes and feeds its output to the parser. Inside a block's
+    /// logits the decoder writes straight into the chunk (no staging copy); elsewhere it goes through
+    /// the staging buffer and the parser copies.
     func feed(count: Int, cursor: inout SegmentCursor, sink: inout ChunkSink, decoder: ZstdDecompressor, buffers: inout DecodeBuffers) throws(ShardError) {
         var inputPosition = 0
         while true {
+            let hadHeader = cursor.parser.header != nil
             var outputPosition = 0
-            let zstdFailure = buffers.input.withUnsafeBytes { input -> ZstdError? in
-                buffers.output.withUnsafeMutableBytes { output -> ZstdError? in
-                    do throws(ZstdError) {
-                        try decoder.decompress(input: UnsafeRawBufferPointer(rebasing: input[0..<count]), inputPosition: &inputPosition,
-                                               output: output, outputPosition: &outputPosition)
-                        return nil
-                    } catch {
-                        return error
+            var outputCount = 0
+            let zstdFailure: ZstdError?
+            if let direct = cursor.parser.directLogitSpace(into: &sink), direct.count >= 4096 {
+                zstdFailure = decompress(decoder, buffers.input, count: count, inputPosition: &inputPosition, into: direct, &outputPosition)
+                outputCount = direct.count
+                if zstdFailure == nil, outputPosition > 0 { try cursor.parser.advanceLogits(by: outputPosition, into: &sink) }
+            } else {
+                outputCount = buffers.output.count
+                zstdFailure = buffers.output.withUnsafeMutableBytes { output in
+                    decompress(decoder, buffers.input, count: count, inputPosition: &inputPosition, into: output, &outputPosition)
+                }
+                if zstdFailure == nil, outputPosition > 0 {
+                    let parseFailure = buffers.output.withUnsafeBytes { output -> ShardError? in
+                        do throws(ShardError) {
+                            try cursor.parser.consume(UnsafeRawBufferPointer(rebasing: output[0..<outputPosition]), into: &sink)
+                            return nil
+                        } catch {
+                            return error
+                        }
                     }
+                    if let parseFailure { throw parseFailure }
                 }
             }
             if let zstdFailure {
                 throw ShardError(.zstdError, at: cursor.parser.offset, "zstd: \(zstdFailure.name)")
             }
-            if outputPosition > 0 {
-                let hadHeader = cursor.parser.header != nil
-                let parseFailure = buffers.output.withUnsafeBytes { output -> ShardError? in
-                    do throws(ShardError) {
-                        try cursor.parser.consume(UnsafeRawBufferPointer(rebasing: output[0..<outputPosition]), into: &sink)
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-                if let parseFailure { throw parseFailure }
-                if !hadHeader, let parsed = cursor.parser.header, cursor.parser.offset >= parsed.firstBlockOffset {
-                    publishHeader(parsed)
-                }
+            if !hadHeader, let parsed = cursor.parser.header, cursor.parser.offset >= parsed.firstBlockOffset {
+                publishHeader(parsed)
             }
-            if inputPosition == count && outputPosition < buffers.output.count { return }
+            if inputPosition == count && outputPosition < outputCount { return }
+        }
+    }
+
+    /// One `ZSTD_decompressStream` call from the input buffer into `output`; the zstd error, if any.
+    func decompress(_ decoder: ZstdDecompressor, _ inputBuffer: [UInt8], count: Int, inputPosition: inout Int,
+                    into output: UnsafeMutableRawBufferPointer, _ outputPosition: inout Int) -> ZstdError? {
+        inputBuffer.withUnsafeBytes { input -> ZstdError? in
+            do throws(ZstdError) {
+                try decoder.decompress(input: UnsafeRawBufferPointer(rebasing: input[0..<count]), inputPosition: &inputPosition,
+                                       output: output, outputPosition: &outputPosition)
+                return nil
+            } catch {
+                return error
+            }
         }
     }
 
@@ -466,7 +483,7 @@ struct ChunkSink: ShardRowSink {
             current = chunk
         }
         let chunk = current!
-        return UnsafeMutableRawBufferPointer(rebasing: chunk.storage[(chunk.rowCount * chunk.rowBytes)...])
+        return UnsafeMutableRawBufferPointer(rebasing: chunk.storage[(chunk.rowCount * chunk.rowBytes)..<chunk.rowCapacityBytes])
     }
 
     mutating func rowsFilled(labels: UnsafeBufferPointer<Int64>) {

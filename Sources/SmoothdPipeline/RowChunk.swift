@@ -7,6 +7,8 @@ import SmoothdMetrics
 /// through `ChunkPool` and `WorkQueue`, whose lock orders every write before the next owner's reads.
 final class RowChunk: @unchecked Sendable {
     let storage: UnsafeMutableRawBufferPointer
+    /// Bytes of row data `storage` can hold (it is `RowKernel.readSlack` bytes longer).
+    var rowCapacityBytes: Int { rowBytes * capacityRows }
     let capacityRows: Int
     let rowBytes: Int
     var labels: [Int64]
@@ -19,7 +21,8 @@ final class RowChunk: @unchecked Sendable {
     init(rowBytes: Int, capacityRows: Int) {
         self.rowBytes = rowBytes
         self.capacityRows = capacityRows
-        storage = .allocate(byteCount: rowBytes * capacityRows, alignment: 64)
+        // Slack after the last row: the kernel loads whole vectors at a row's end.
+        storage = .allocate(byteCount: rowBytes * capacityRows + RowKernel.readSlack, alignment: 64)
         labels = []
         labels.reserveCapacity(capacityRows)
     }

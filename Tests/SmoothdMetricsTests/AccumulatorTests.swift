@@ -79,7 +79,7 @@ func randomRow(_ k: Int, _ rng: inout SplitMix) -> [Float] {
     for k in [2, 15, 16, 17, 100, 1000, 32000] {
         for dtype in LogitDType.allCases {
             let row = randomRow(k, &rng)
-            let bytes = LogitEncoding.encode(row, as: dtype)
+            let bytes = LogitEncoding.encode(row, as: dtype) + [UInt8](repeating: 0, count: RowKernel.readSlack)
             let label = Int.random(in: 0..<k, using: &rng)
             let a = bytes.withUnsafeBytes { KernelVariant.baseline.function(for: dtype)($0.baseAddress!, k, label) }
             let b = bytes.withUnsafeBytes { KernelVariant.current.function(for: dtype)($0.baseAddress!, k, label) }

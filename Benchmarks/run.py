@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Benchmarks smoothd side by side with `zstd -d` (the floor) and the NumPy/PyTorch peer, in one run.
+
+    python3 Benchmarks/run.py [--data DIR] [--runs 3] [--peers numpy,torch] [--only PRESET,...]
+
+Builds nothing: run `swift build -c release` first. Generates the synthetic shards with
+`.build/release/smoothd-bench generate` (once; they are kept in --data), then for each shard times
+`zstd -d -c FILE > /dev/null` and `smoothd eval --json FILE > /dev/null` alternately --runs times and
+keeps each one's fastest run, measures peak RSS with wait4(), runs the peer script once per engine, and
+measures the row kernel alone. Prints a Markdown table for Benchmarks/README.md. No assertions: the
+machine is noisy, so the figures are for people, not tests.
+"""
+import argparse, json, os, platform, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOOTHD = os.path.join(ROOT, ".build/release/smoothd")
+BENCH = os.path.join(ROOT, ".build/release/smoothd-bench")
+PEER = os.path.join(os.path.dirname(ROOT), "shared/bench/peer_eval.py")
+PRESETS = ["f32-k32000-1frame", "bf16-k32000-8frames", "f32-k10-10M", "f32-k256000"]
+
+
+def run(cmd, stdout=subprocess.DEVNULL):
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout bytes or None)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
+    out = proc.stdout.read() if stdout == subprocess.PIPE else None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err.decode(errors='replace')}")
+    return seconds, usage.ru_maxrss / 1024, out
+
+
+def payload_bytes(path):
+    seconds, rss, out = run(["sh", "-c", f"zstd -d -c '{path}' | wc -c"], stdout=subprocess.PIPE)
+    return int(out.decode().strip())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.path.join(ROOT, "bench-data"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--peers", default="numpy,torch")
+    ap.add_argument("--only", default=",".join(PRESETS))
+    a = ap.parse_args()
+    os.makedirs(a.data, exist_ok=True)
+    peers = [p for p in a.peers.split(",") if p]
+    rows = []
+    for preset in a.only.split(","):
+        path = os.path.join(a.data, preset + ".lshd.zst")
+        if not os.path.exists(path):
+            print(f"generating {path}", file=sys.stderr)
+            run([BENCH, "generate", preset, path])
+        size = payload_bytes(path)
+        best = {"zstd": (1e9, 0), "smoothd": (1e9, 0)}
+        for _ in range(a.runs):
+            for name, cmd in [("zstd", ["sh", "-c", f"zstd -q -d -c '{path}' > /dev/null"]),
+                              ("smoothd", [SMOOTHD, "eval", "--json", path])]:
+                seconds, rss, _ = run(cmd)
+                if seconds < best[name][0]:
+                    best[name] = (seconds, max(rss, best[name][1]))
+        peer_times = {}
+        for engine in peers:
+            try:
+                seconds, rss, _ = run([sys.executable, PEER, "--engine", engine, path])
+                peer_times[engine] = (seconds, rss)
+            except SystemExit as e:
+                print(f"peer {engine} skipped: {e}", file=sys.stderr)
+        rows.append((preset, size, best, peer_times))
+        print(f"{preset}: smoothd {best['smoothd'][0]:.3f}s zstd {best['zstd'][0]:.3f}s "
+              + " ".join(f"{k} {v[0]:.2f}s" for k, v in peer_times.items()), file=sys.stderr)
+
+    kernel = {}
+    for dtype in ["float32", "bfloat16", "float16"]:
+        for k in [32000, 10]:
+            _, _, out = run([BENCH, "kernel", dtype, str(k), "2"], stdout=subprocess.PIPE)
+            kernel[(dtype, k)] = float(out.decode().split()[-1])
+
+    print(f"Machine: {platform.node()} ({os.cpu_count()} cores, {platform.processor() or platform.machine()}), "
+          f"{time.strftime('%Y-%m-%d')}; best of {a.runs} for smoothd and zstd, one run per peer.\n")
+    head = "| shard | payload | smoothd | GB/s | zstd -d | smoothd / zstd | peak RSS | " + \
+           " | ".join(f"{p} | {p} RSS | {p} / smoothd" for p in peers) + " |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for preset, size, best, peer_times in rows:
+        s, z = best["smoothd"], best["zstd"]
+        cells = [preset, f"{size / 2**30:.2f} GiB", f"{s[0]:.3f} s", f"{size / s[0] / 1e9:.2f}", f"{z[0]:.3f} s",
+                 f"{s[0] / z[0]:.2f}", f"{s[1]:.0f} MiB"]
+        for p in peers:
+            if p in peer_times:
+                t, r = peer_times[p]
+                cells += [f"{t:.2f} s", f"{r:.0f} MiB", f"{t / s[0]:.1f}×"]
+            else:
+                cells += ["-", "-", "-"]
+        print("| " + " | ".join(cells) + " |")
+    print("\nRow kernel alone, one thread, G logits/s:\n")
+    print("| dtype | K = 32,000 | K = 10 |\n|---|---|---|")
+    for dtype in ["float32", "bfloat16", "float16"]:
+        print(f"| {dtype} | {kernel[(dtype, 32000)]:.2f} | {kernel[(dtype, 10)]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
