@@ -230,7 +230,6 @@ public struct ShardParser {
     mutating func consumeLabels(_ bytes: UnsafeRawBufferPointer) throws(ShardError) -> Int {
         guard let header else { preconditionFailure("labels before header") }
         let width = header.labelDType.byteWidth
-        let k = Int64(header.numClasses)
         let take = min(labelBytesLeft, bytes.count)
         var index = 0
         while index < take {

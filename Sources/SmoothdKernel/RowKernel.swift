@@ -42,6 +42,22 @@ public typealias Lanes = SIMD16<Float>
 /// Integer lanes matching `Lanes`.
 public typealias LaneInts = SIMD16<Int32>
 
+/// a·b + c, either as two roundings (any x86-64) or fused (FMA, in the AVX2 build).
+public protocol MultiplyAdd {
+    /// a·b + c.
+    static func multiplyAdd(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes
+}
+
+/// Multiply, then add: the baseline, where a fused operation would be a library call per lane.
+public enum SeparateMultiplyAdd: MultiplyAdd {
+    @inlinable @inline(__always) public static func multiplyAdd(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes { a * b + c }
+}
+
+/// Fused multiply-add; only for code compiled for a CPU with FMA, where it is one instruction.
+public enum FusedMultiplyAdd: MultiplyAdd {
+    @inlinable @inline(__always) public static func multiplyAdd(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes { c.addingProduct(a, b) }
+}
+
 /// Reads logits of one dtype as float lanes; the kernel is specialised for each.
 public protocol LogitLoader {
     /// Loads 16 logits starting at element `index`.
@@ -107,17 +123,46 @@ public enum RowKernel {
     /// Signature of one specialised kernel: row pointer, K, label.
     public typealias Function = @Sendable (UnsafeRawPointer, Int, Int) -> RowStatistics
 
+    /// Signature of a kernel over consecutive rows: first row, K, bytes per row, labels, row count,
+    /// ignore_index, and where to write each row's statistics (rows labelled ignore_index are skipped and
+    /// their slots left as they were). One call per batch keeps the per-row call overhead out of small K.
+    public typealias BatchFunction = @Sendable (UnsafeRawPointer, Int, Int, UnsafePointer<Int64>, Int, Int64, UnsafeMutablePointer<RowStatistics>) -> Void
+
+    /// The batch loop around `kernel`.
+    @inlinable @inline(__always)
+    public static func evaluateRows<L: LogitLoader, F: MultiplyAdd>(
+        _ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignoreIndex: Int64,
+        _ out: UnsafeMutablePointer<RowStatistics>, _ loader: L.Type, _ fma: F.Type
+    ) {
+        for r in 0..<count where labels[r] != ignoreIndex {
+            out[r] = kernel(rows + r &* rowBytes, k, Int(labels[r]), L.self, F.self)
+        }
+    }
+
+    /// Baseline batch kernels.
+    public static func evaluateRowsFloat32(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
+        evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float32Loader.self, SeparateMultiplyAdd.self)
+    }
+    /// Baseline batch kernel for float16.
+    public static func evaluateRowsFloat16(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
+        evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float16Loader.self, SeparateMultiplyAdd.self)
+    }
+    /// Baseline batch kernel for bfloat16.
+    public static func evaluateRowsBFloat16(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
+        evaluateRows(rows, k, rowBytes, labels, count, ignore, out, BFloat16Loader.self, SeparateMultiplyAdd.self)
+    }
+
     /// Evaluates a float32 row with baseline (SSE2) instructions.
     public static func evaluateFloat32(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        kernel(row, k, y, Float32Loader.self)
+        kernel(row, k, y, Float32Loader.self, SeparateMultiplyAdd.self)
     }
     /// Evaluates a float16 row with baseline instructions.
     public static func evaluateFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        kernel(row, k, y, Float16Loader.self)
+        kernel(row, k, y, Float16Loader.self, SeparateMultiplyAdd.self)
     }
     /// Evaluates a bfloat16 row with baseline instructions.
     public static func evaluateBFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        kernel(row, k, y, BFloat16Loader.self)
+        kernel(row, k, y, BFloat16Loader.self, SeparateMultiplyAdd.self)
     }
 
     /// Lane-wise max as compare-and-select; the standard library's `pointwiseMax` goes lane by lane.
@@ -134,11 +179,38 @@ public enum RowKernel {
         L.lanes(row, index).replacing(with: fill, where: laneIndex .>= LaneInts(repeating: Int32(count)))
     }
 
+    /// Horizontal max by halving; the standard library's `max()` goes lane by lane through memory.
+    @inlinable @inline(__always)
+    public static func horizontalMax(_ v: Lanes) -> Float {
+        let a = v.lowHalf.replacing(with: v.highHalf, where: v.highHalf .> v.lowHalf)
+        let b = a.lowHalf.replacing(with: a.highHalf, where: a.highHalf .> a.lowHalf)
+        let c = b.lowHalf.replacing(with: b.highHalf, where: b.highHalf .> b.lowHalf)
+        return Swift.max(c[0], c[1])
+    }
+
+    /// Horizontal sum by halving (a fixed tree, so still deterministic).
+    @inlinable @inline(__always)
+    public static func horizontalSum(_ v: Lanes) -> Float {
+        let a = v.lowHalf + v.highHalf
+        let b = a.lowHalf + a.highHalf
+        let c = b.lowHalf + b.highHalf
+        return c[0] + c[1]
+    }
+
+    /// Horizontal integer sum by halving.
+    @inlinable @inline(__always)
+    public static func horizontalSum(_ v: LaneInts) -> Int {
+        let a = v.lowHalf &+ v.highHalf
+        let b = a.lowHalf &+ a.highHalf
+        let c = b.lowHalf &+ b.highHalf
+        return Int(c[0] &+ c[1])
+    }
+
     @inlinable static var laneIndex: LaneInts { LaneInts(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }
 
     /// The kernel for one dtype; modules built for newer CPUs specialise it for themselves.
     @inlinable @inline(__always)
-    public static func kernel<L: LogitLoader>(_ row: UnsafeRawPointer, _ k: Int, _ y: Int, _ loader: L.Type) -> RowStatistics {
+    public static func kernel<L: LogitLoader, F: MultiplyAdd>(_ row: UnsafeRawPointer, _ k: Int, _ y: Int, _ loader: L.Type, _ fma: F.Type) -> RowStatistics {
         let zy = L.scalar(row, y)
         let zyLanes = Lanes(repeating: zy)
         let zero = Lanes(repeating: 0)
@@ -180,9 +252,9 @@ public enum RowKernel {
             let valid = unsafeBitCast(laneIndex .< LaneInts(repeating: Int32(n)), to: LaneInts.self)
             rankLanes &+= unsafeBitCast(z .> zyLanes, to: LaneInts.self) & valid
         }
-        if poison.sum().isNaN { return .nonFinite }
-        let m = maxLanes.max()
-        let rank = -Int(rankLanes.wrappedSum())
+        if horizontalSum(poison).isNaN { return .nonFinite }
+        let m = horizontalMax(maxLanes)
+        let rank = -horizontalSum(rankLanes)
 
         // Pass 2.
         let mLanes = Lanes(repeating: m)
@@ -194,7 +266,7 @@ public enum RowKernel {
             var e1 = zero, e2 = zero, ez = zero, zs = zero
             while i &+ 16 <= blockEnd {
                 let d = L.lanes(row, i) - mLanes
-                accumulate(d, &e1, &e2, &ez, &zs, &maxCount)
+                accumulate(d, &e1, &e2, &ez, &zs, &maxCount, F.self)
                 i &+= 16
             }
             if i < blockEnd {
@@ -202,40 +274,40 @@ public enum RowKernel {
                 // Padding lanes read as the max minus 88 and are then zeroed out of every sum.
                 let padding = laneIndex .>= LaneInts(repeating: Int32(n))
                 let d = (partialLanes(row, i, n, fill: m - 88, L.self) - mLanes).replacing(with: -88, where: padding)
-                accumulate(d, &e1, &e2, &ez, &zs, &maxCount, padding: padding)
+                accumulate(d, &e1, &e2, &ez, &zs, &maxCount, padding: padding, F.self)
                 i = blockEnd
             }
-            sumE += Double(e1.sum())
-            sumE2 += Double(e2.sum())
-            sumEZ += Double(ez.sum())
-            sumZ += Double(zs.sum())
+            sumE += Double(horizontalSum(e1))
+            sumE2 += Double(horizontalSum(e2))
+            sumEZ += Double(horizontalSum(ez))
+            sumZ += Double(horizontalSum(zs))
         }
-        let tiesAtMax = Double(-Int(maxCount.wrappedSum()))
+        let tiesAtMax = Double(-horizontalSum(maxCount))
         return finish(k: k, zy: zy, m: m, tiesAtMax: tiesAtMax, sumE: sumE, sumE2: sumE2, sumEZ: sumEZ, sumZ: sumZ, rank: rank)
     }
 
     /// One step of pass 2: exp(d) for d ≤ 0 with d = 0 lanes (the max) left out of the sums and counted.
     @inlinable @inline(__always)
-    public static func accumulate(_ d: Lanes, _ e1: inout Lanes, _ e2: inout Lanes, _ ez: inout Lanes, _ zs: inout Lanes, _ maxCount: inout LaneInts) {
+    public static func accumulate<F: MultiplyAdd>(_ d: Lanes, _ e1: inout Lanes, _ e2: inout Lanes, _ ez: inout Lanes, _ zs: inout Lanes, _ maxCount: inout LaneInts, _: F.Type) {
         let atMax = d .== Lanes(repeating: 0)
         let x = lanesMax(d, Lanes(repeating: -87.0))
-        let e = exp(x).replacing(with: 0, where: atMax)
+        let e = exp(x, F.self).replacing(with: 0, where: atMax)
         e1 += e
-        e2 += e * e
-        ez += e * x
+        e2 = F.multiplyAdd(e, e, e2)
+        ez = F.multiplyAdd(e, x, ez)
         zs += d
         maxCount &+= unsafeBitCast(atMax, to: LaneInts.self)
     }
 
     /// The same for a partial vector whose `padding` lanes are not logits.
     @inlinable @inline(__always)
-    public static func accumulate(_ d: Lanes, _ e1: inout Lanes, _ e2: inout Lanes, _ ez: inout Lanes, _ zs: inout Lanes, _ maxCount: inout LaneInts, padding: SIMDMask<LaneInts>) {
+    public static func accumulate<F: MultiplyAdd>(_ d: Lanes, _ e1: inout Lanes, _ e2: inout Lanes, _ ez: inout Lanes, _ zs: inout Lanes, _ maxCount: inout LaneInts, padding: SIMDMask<LaneInts>, _: F.Type) {
         let atMax = d .== Lanes(repeating: 0)
         let x = lanesMax(d, Lanes(repeating: -87.0))
-        let e = exp(x).replacing(with: 0, where: atMax .| padding)
+        let e = exp(x, F.self).replacing(with: 0, where: atMax .| padding)
         e1 += e
-        e2 += e * e
-        ez += e * x
+        e2 = F.multiplyAdd(e, e, e2)
+        ez = F.multiplyAdd(e, x, ez)
         zs += d.replacing(with: 0, where: padding)
         maxCount &+= unsafeBitCast(atMax, to: LaneInts.self)
     }
@@ -244,19 +316,19 @@ public enum RowKernel {
     /// coefficients, ~1 ulp), 2^n built in the exponent bits. Rounding to n uses the 1.5·2^23 trick,
     /// which needs no SSE4.1.
     @inlinable @inline(__always)
-    public static func exp(_ x: Lanes) -> Lanes {
+    public static func exp<F: MultiplyAdd>(_ x: Lanes, _: F.Type) -> Lanes {
         let shifter = Lanes(repeating: 12_582_912)  // 1.5 · 2^23
-        let t = x * Lanes(repeating: 1.442_695_040_888_963_4) + shifter
+        let t = F.multiplyAdd(x, Lanes(repeating: 1.442_695_040_888_963_4), shifter)
         let n = t - shifter
-        var r = x - n * Lanes(repeating: 0.693_359_375)
-        r = r - n * Lanes(repeating: -2.121_944_400_546_905_8e-4)
+        var r = F.multiplyAdd(n, Lanes(repeating: -0.693_359_375), x)
+        r = F.multiplyAdd(n, Lanes(repeating: 2.121_944_400_546_905_8e-4), r)
         var p = Lanes(repeating: 1.987_569_150_0e-4)
-        p = p * r + Lanes(repeating: 1.398_199_950_7e-3)
-        p = p * r + Lanes(repeating: 8.333_451_907_3e-3)
-        p = p * r + Lanes(repeating: 4.166_579_589_4e-2)
-        p = p * r + Lanes(repeating: 1.666_666_545_9e-1)
-        p = p * r + Lanes(repeating: 5.000_000_120_1e-1)
-        p = p * (r * r) + r + Lanes(repeating: 1)
+        p = F.multiplyAdd(p, r, Lanes(repeating: 1.398_199_950_7e-3))
+        p = F.multiplyAdd(p, r, Lanes(repeating: 8.333_451_907_3e-3))
+        p = F.multiplyAdd(p, r, Lanes(repeating: 4.166_579_589_4e-2))
+        p = F.multiplyAdd(p, r, Lanes(repeating: 1.666_666_545_9e-1))
+        p = F.multiplyAdd(p, r, Lanes(repeating: 5.000_000_120_1e-1))
+        p = F.multiplyAdd(p, r * r, r + Lanes(repeating: 1))
         // bits of t hold n + 1.5·2^23 in the low mantissa bits; move n + 127 into the exponent field.
         let nBits = unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000
         let scale = unsafeBitCast((nBits &+ 127) &<< 23, to: Lanes.self)
@@ -268,7 +340,10 @@ public enum RowKernel {
     public static func finish(k: Int, zy: Float, m: Float, tiesAtMax: Double, sumE: Double, sumE2: Double, sumEZ: Double, sumZ: Double, rank: Int) -> RowStatistics {
         let kd = Double(k)
         let s = tiesAtMax + sumE  // Σ exp(z − max)
-        let logS = Glibc.log1p((tiesAtMax - 1) + sumE)
+        // log1p keeps confident rows (S ≈ 1) exact; elsewhere the cheaper log of S loses nothing that matters
+        // (S's rounding is < 1e-12 of log S once S − 1 > 1e-4).
+        let excess = (tiesAtMax - 1) + sumE
+        let logS = excess < 1e-4 ? Glibc.log1p(excess) : Glibc.log(s)
         let dy = Double(zy) - Double(m)
         let labelAtMax = zy == m
         let ey = labelAtMax ? 1.0 : libmExp(dy)

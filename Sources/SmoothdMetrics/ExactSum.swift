@@ -1,112 +1,224 @@
 import SmoothdJSON
 
-/// An exact sum of doubles: a fixed-point accumulator wide enough for every finite double
-/// (a Kulisch-style superaccumulator of 32-bit digits).
+/// An order-independent sum of doubles.
 ///
-/// Because no addition rounds, sums are independent of order and grouping. That is what makes
-/// results bit-identical for any thread count or chunk size, and what lets shard accumulators
+/// Each value is first given a fixed-point form that depends on the value alone: values below 2^40 in
+/// magnitude are truncated to a multiple of 2^-80 (an error under 1e-24, and none at all for the 53
+/// significant bits of any value above 2^-27); larger ones are kept exactly. Those forms are then added
+/// without rounding: an `Int128` of 2^-80 units for the common case and, for large values and carries, a
+/// superaccumulator wide enough for every finite double. So sums do not depend on order or grouping,
+/// which makes results bit-identical for any thread count or chunk size, and lets shard accumulators
 /// merge into totals exactly as their rows would.
 public struct ExactSum: Sendable, Equatable {
-    /// 32-bit digits, least significant first; digit i weighs 2^(32·i − 1074).
-    /// A digit may temporarily exceed 32 bits; `normalize` carries.
-    var digits = InlineArray<68, Int64>(repeating: 0)
-    /// Additions since the last carry; each adds less than 2^32 to a digit, so 2^30 of them cannot overflow.
-    var pendingAdds: UInt32 = 0
+    /// The sum of small values, in units of 2^-80.
+    var fixed: Int128 = 0
+    /// Large values and overflow of `fixed`; nil until needed (it is rare).
+    var wide: WideSum?
 
     /// An empty sum.
     public init() {}
 
-    /// Adds a finite double exactly.
+    /// Adds a finite double.
     @inline(__always)
     public mutating func add(_ value: Double) {
         let bits = value.bitPattern
         let exponentField = Int((bits >> 52) & 0x7FF)
-        var mantissa = bits & 0x000F_FFFF_FFFF_FFFF
-        // position of the mantissa's lowest bit above 2^-1074
-        let position: Int
-        if exponentField == 0 {
-            position = 0
+        // |value| < 2^40: exponent field < 1023 + 40. value = m · 2^(e − 1075), so in 2^-80 units m · 2^(e − 995).
+        if exponentField < 1063 {
+            let mantissa = (bits & 0x000F_FFFF_FFFF_FFFF) | (exponentField == 0 ? 0 : 1 << 52)
+            let shift = exponentField - 995
+            let magnitude: Int128
+            if shift >= 0 {
+                magnitude = Int128(mantissa) << shift
+            } else if shift > -64 {
+                magnitude = Int128(mantissa >> UInt64(-shift))
+            } else {
+                return
+            }
+            let (sum, overflow) = fixed.addingReportingOverflow(value < 0 ? -magnitude : magnitude)
+            if overflow {
+                spillFixed()
+                fixed = value < 0 ? -magnitude : magnitude
+            } else {
+                fixed = sum
+            }
         } else {
-            mantissa |= 1 << 52
-            position = exponentField - 1
+            mutableWide().add(value)
         }
-        if mantissa == 0 { return }
-        let slot = position >> 5
-        let shifted = UInt128(mantissa) << UInt128(position & 31)
-        let d0 = Int64(UInt64(truncatingIfNeeded: shifted) & 0xFFFF_FFFF)
-        let d1 = Int64(UInt64(truncatingIfNeeded: shifted >> 32) & 0xFFFF_FFFF)
-        let d2 = Int64(UInt64(truncatingIfNeeded: shifted >> 64))
-        if value < 0 {
-            digits[slot] &-= d0; digits[slot + 1] &-= d1; digits[slot + 2] &-= d2
-        } else {
-            digits[slot] &+= d0; digits[slot + 1] &+= d1; digits[slot + 2] &+= d2
-        }
-        pendingAdds &+= 1
-        if pendingAdds >= 1 << 30 { normalize() }
     }
 
-    /// Adds another exact sum.
+    /// Adds another sum.
     public mutating func add(_ other: ExactSum) {
-        var other = other
-        other.normalize()
-        normalize()
-        for i in 0..<68 { digits[i] &+= other.digits[i] }
-        normalize()
-    }
-
-    /// Carries so every digit but the top lies in [0, 2^32); the top digit holds the sign.
-    public mutating func normalize() {
-        var carry: Int64 = 0
-        for i in 0..<67 {
-            let v = digits[i] &+ carry
-            carry = v >> 32
-            digits[i] = v & 0xFFFF_FFFF
+        let (sum, overflow) = fixed.addingReportingOverflow(other.fixed)
+        if overflow {
+            spillFixed()
+            fixed = other.fixed
+        } else {
+            fixed = sum
         }
-        digits[67] &+= carry
-        pendingAdds = 0
+        if let otherWide = other.wide { mutableWide().add(otherWide) }
     }
 
-    /// The sum rounded to a double (deterministic for a given exact value).
+    /// The sum rounded to a double (deterministic for a given sum).
     public var value: Double {
-        var n = self
-        n.normalize()
-        // A negative total is stored as a two's complement across the digits; convert the magnitude.
-        let negative = n.digits[67] < 0
-        if negative {
-            for i in 0..<68 { n.digits[i] = -n.digits[i] }
-            n.normalize()
-        }
-        var result = 0.0
-        for i in stride(from: 67, through: 0, by: -1) where n.digits[i] != 0 {
-            result += Double(sign: .plus, exponent: 32 * i - 1074, significand: Double(n.digits[i]))
-        }
-        return negative ? -result : result
+        let total = wide?.copy() ?? WideSum()
+        total.addFixed(fixed)
+        return total.value
     }
 
-    /// Exact equality of the represented values.
+    /// Equality of the represented sums.
     public static func == (lhs: ExactSum, rhs: ExactSum) -> Bool {
-        var a = lhs, b = rhs
-        a.normalize()
-        b.normalize()
-        for i in 0..<68 where a.digits[i] != b.digits[i] { return false }
-        return true
+        let a = lhs.wide?.copy() ?? WideSum()
+        a.addFixed(lhs.fixed)
+        let b = rhs.wide?.copy() ?? WideSum()
+        b.addFixed(rhs.fixed)
+        return a.sameValue(as: b)
     }
 
-    /// The exact state as `[[digit index, digit], …]` for the non-zero digits.
+    private mutating func spillFixed() {
+        mutableWide().addFixed(fixed)
+        fixed = 0
+    }
+
+    private mutating func mutableWide() -> WideSum {
+        if let wide, isKnownUniquelyReferenced(&self.wide!) { return wide }
+        let fresh = wide?.copy() ?? WideSum()
+        wide = fresh
+        return fresh
+    }
+
+    /// The state as `{"fixed": "<Int128 in 2^-80 units>", "wide": [[digit index, digit], …]}`.
     public var jsonState: JSONValue {
-        var n = self
-        n.normalize()
-        var pairs: [JSONValue] = []
-        for i in 0..<68 where n.digits[i] != 0 { pairs.append(.array([.int(Int64(i)), .int(n.digits[i])])) }
-        return .array(pairs)
+        .object([("fixed", .string(String(fixed))), ("wide", wide?.jsonDigits ?? .array([]))])
     }
 
     /// Restores a state written by `jsonState`.
     public init(jsonState: JSONValue) throws(MetricStateError) {
-        guard let pairs = jsonState.arrayValue else { throw MetricStateError("exact sum is not an array") }
+        guard let text = jsonState["fixed"]?.stringValue, let fixed = Int128(text), let digits = jsonState["wide"] else {
+            throw MetricStateError("bad exact sum \(jsonState.serialized())")
+        }
+        self.fixed = fixed
+        let restored = try WideSum(jsonDigits: digits)
+        if !restored.isZero { wide = restored }
+    }
+}
+
+/// A Kulisch-style superaccumulator: 32-bit digits, digit i weighing 2^(32·i − 1074), wide enough for
+/// any sum of finite doubles. A class so that `ExactSum` stays small; `ExactSum` copies it on write.
+final class WideSum: @unchecked Sendable {
+    // `@unchecked Sendable`: only mutated through `ExactSum.mutableWide()`, which copies unless the
+    // reference is unique, so a shared instance is never written.
+    static let count = 72
+    var digits = [Int64](repeating: 0, count: WideSum.count)
+    /// Additions since the last carry; each adds less than 2^32 to a digit, so 2^30 of them cannot overflow.
+    var pendingAdds = 0
+
+    init() {}
+
+    func copy() -> WideSum {
+        let c = WideSum()
+        c.digits = digits
+        c.pendingAdds = pendingAdds
+        return c
+    }
+
+    var isZero: Bool { normalized().allSatisfy { $0 == 0 } }
+
+    /// Adds `magnitude` (< 2^128) times 2^(position − 1074), with `negative` sign.
+    private func addBits(_ magnitude: UInt128, position: Int, negative: Bool) {
+        var slot = position >> 5
+        var shifted = magnitude
+        let offset = position & 31
+        // Add 160 bits in 32-bit pieces: the low part first, then what the offset pushed up.
+        var pieces: [Int64] = []
+        pieces.reserveCapacity(6)
+        let low = shifted << UInt128(offset)
+        let high = offset == 0 ? 0 : shifted >> UInt128(128 - offset)
+        shifted = low
+        for _ in 0..<4 {
+            pieces.append(Int64(UInt64(truncatingIfNeeded: shifted) & 0xFFFF_FFFF))
+            shifted >>= 32
+        }
+        pieces.append(Int64(UInt64(truncatingIfNeeded: high) & 0xFFFF_FFFF))
+        for piece in pieces where slot < WideSum.count {
+            digits[slot] &+= negative ? -piece : piece
+            slot += 1
+        }
+        pendingAdds += 1
+        if pendingAdds >= 1 << 30 { normalize() }
+    }
+
+    /// Adds a finite double exactly.
+    func add(_ value: Double) {
+        let bits = value.bitPattern
+        let exponentField = Int((bits >> 52) & 0x7FF)
+        var mantissa = bits & 0x000F_FFFF_FFFF_FFFF
+        if exponentField != 0 { mantissa |= 1 << 52 }
+        guard mantissa != 0 else { return }
+        addBits(UInt128(mantissa), position: max(0, exponentField - 1), negative: value < 0)
+    }
+
+    /// Adds `fixed` units of 2^-80.
+    func addFixed(_ fixed: Int128) {
+        guard fixed != 0 else { return }
+        addBits(fixed.magnitude, position: 1074 - 80, negative: fixed < 0)
+    }
+
+    func add(_ other: WideSum) {
+        let o = other.normalized()
+        normalize()
+        for i in 0..<WideSum.count { digits[i] &+= o[i] }
+        normalize()
+    }
+
+    /// Carries so every digit but the top lies in [0, 2^32); the top digit holds the sign.
+    func normalize() {
+        var carry: Int64 = 0
+        for i in 0..<(WideSum.count - 1) {
+            let v = digits[i] &+ carry
+            carry = v >> 32
+            digits[i] = v & 0xFFFF_FFFF
+        }
+        digits[WideSum.count - 1] &+= carry
+        pendingAdds = 0
+    }
+
+    func normalized() -> [Int64] {
+        let c = copy()
+        c.normalize()
+        return c.digits
+    }
+
+    func sameValue(as other: WideSum) -> Bool { normalized() == other.normalized() }
+
+    /// The sum rounded to a double.
+    var value: Double {
+        var n = normalized()
+        // A negative total is a two's complement across the digits; convert the magnitude.
+        let negative = n[WideSum.count - 1] < 0
+        if negative {
+            let c = WideSum()
+            c.digits = n.map { -$0 }
+            c.normalize()
+            n = c.digits
+        }
+        var result = 0.0
+        for i in stride(from: WideSum.count - 1, through: 0, by: -1) where n[i] != 0 {
+            result += Double(sign: .plus, exponent: 32 * i - 1074, significand: Double(n[i]))
+        }
+        return negative ? -result : result
+    }
+
+    var jsonDigits: JSONValue {
+        .array(normalized().enumerated().filter { $0.element != 0 }.map { .array([.int(Int64($0.offset)), .int($0.element)]) })
+    }
+
+    convenience init(jsonDigits: JSONValue) throws(MetricStateError) {
+        self.init()
+        guard let pairs = jsonDigits.arrayValue else { throw MetricStateError("wide sum is not an array") }
         for pair in pairs {
-            guard let p = pair.arrayValue, p.count == 2, let i = p[0].intValue, let d = p[1].intValue, (0..<68).contains(i) else {
-                throw MetricStateError("bad exact-sum digit \(pair.serialized())")
+            guard let p = pair.arrayValue, p.count == 2, let i = p[0].intValue, let d = p[1].intValue, (0..<Int64(WideSum.count)).contains(i) else {
+                throw MetricStateError("bad wide-sum digit \(pair.serialized())")
             }
             digits[Int(i)] = d
         }

@@ -40,6 +40,22 @@ public enum KernelVariant: String, Sendable {
     }
 }
 
+extension KernelVariant {
+    /// The batch kernel for `dtype` in this variant. It may read `RowKernel.readSlack` bytes past the last row.
+    public func batchFunction(for dtype: LogitDType) -> RowKernel.BatchFunction {
+        switch (self, dtype) {
+        #if arch(x86_64)
+        case (.avx2, .float32): return RowKernelAVX2.evaluateRowsFloat32
+        case (.avx2, .float16): return RowKernelAVX2.evaluateRowsFloat16
+        case (.avx2, .bfloat16): return RowKernelAVX2.evaluateRowsBFloat16
+        #endif
+        case (_, .float32): return RowKernel.evaluateRowsFloat32
+        case (_, .float16): return RowKernel.evaluateRowsFloat16
+        case (_, .bfloat16): return RowKernel.evaluateRowsBFloat16
+        }
+    }
+}
+
 extension RowKernel {
     /// Evaluates one row stored in `dtype` with the CPU's best variant; `label` must be in [0, numClasses).
     /// Unlike the raw kernel functions it needs no readable slack after the row (it copies the row).

@@ -67,7 +67,7 @@ final class EvaluationRun: @unchecked Sendable {
 
     private var pool: BlockingQueue<RowChunk>!
     private let work = BlockingQueue<RowChunk>()
-    private var kernel: RowKernel.Function?
+    private var kernel: RowKernel.BatchFunction?
 
     init(fd: Int32, fileSize: UInt64, options: EvaluationOptions, progress: ProgressCounter?) {
         self.fd = fd
@@ -206,7 +206,7 @@ final class EvaluationRun: @unchecked Sendable {
         lock.lock()
         if header == nil {
             header = parsed
-            kernel = KernelVariant.current.function(for: parsed.logitDType)
+            kernel = KernelVariant.current.batchFunction(for: parsed.logitDType)
             pool = makePool(rowBytes: parsed.rowLogitBytes)
             lock.broadcast()
         }

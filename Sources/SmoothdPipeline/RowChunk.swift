@@ -36,17 +36,22 @@ final class RowChunk: @unchecked Sendable {
     }
 
     /// Runs the kernel over every row and returns their accumulated metrics.
-    func evaluate(header: ShardHeader, options: MetricOptions, kernel: RowKernel.Function) -> MetricAccumulator {
+    func evaluate(header: ShardHeader, options: MetricOptions, kernel: RowKernel.BatchFunction) -> MetricAccumulator {
         var accumulator = MetricAccumulator(options: options)
         let base = UnsafeRawPointer(storage.baseAddress!)
-        let k = header.numClasses
         let ignore = header.ignoreIndex
-        for r in 0..<rowCount {
-            let label = labels[r]
-            if label == ignore {
-                accumulator.addIgnoredRow()
-            } else {
-                accumulator.add(kernel(base + r * rowBytes, k, Int(label)))
+        let batch = 256
+        let statistics = UnsafeMutablePointer<RowStatistics>.allocate(capacity: batch)
+        defer { statistics.deallocate() }
+        labels.withUnsafeBufferPointer { labels in
+            var start = 0
+            while start < rowCount {
+                let count = min(batch, rowCount - start)
+                kernel(base + start * rowBytes, header.numClasses, rowBytes, labels.baseAddress! + start, count, ignore, statistics)
+                for r in 0..<count {
+                    if labels[start + r] == ignore { accumulator.addIgnoredRow() } else { accumulator.add(statistics[r]) }
+                }
+                start += count
             }
         }
         return accumulator

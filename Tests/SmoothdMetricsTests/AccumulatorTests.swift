@@ -21,7 +21,7 @@ struct SplitMix: RandomNumberGenerator {
         Double(sign: Bool.random(using: &rng) ? .minus : .plus, exponent: Int.random(in: -60...60, using: &rng),
                significand: Double.random(in: 1..<2, using: &rng))
     }
-    values += [1e300, -1e300, 5e-324, 1e-310]
+    values += [1e300, -1e300, Double.leastNonzeroMagnitude, 0x1p-1030]
     var forward = ExactSum(), backward = ExactSum()
     for v in values { forward.add(v) }
     for v in values.reversed() { backward.add(v) }
@@ -73,7 +73,9 @@ func randomRow(_ k: Int, _ rng: inout SplitMix) -> [Float] {
     #expect(restored == whole)
 }
 
-/// The AVX2 and baseline builds of the kernel agree on every dtype.
+/// The AVX2 and baseline builds of the kernel agree on every dtype. They are not bit-identical: the AVX2
+/// build fuses multiply-adds, which moves float32 exp by up to an ulp, so they agree to the kernel's own
+/// accuracy (the fixture tests hold both to the float64 reference at 1e-6).
 @Test func kernelVariantsAgree() {
     var rng = SplitMix(state: 3)
     for k in [2, 15, 16, 17, 100, 1000, 32000] {
@@ -85,7 +87,7 @@ func randomRow(_ k: Int, _ rng: inout SplitMix) -> [Float] {
             let b = bytes.withUnsafeBytes { KernelVariant.current.function(for: dtype)($0.baseAddress!, k, label) }
             #expect(a.rank == b.rank)
             for (x, y) in [(a.nll, b.nll), (a.entropy, b.entropy), (a.brier, b.brier), (a.uniformTerm, b.uniformTerm), (a.confidence, b.confidence)] {
-                #expect(abs(x - y) <= 1e-12 * max(1, abs(y)), "K=\(k) \(dtype)")
+                #expect(abs(x - y) <= 1e-6 * max(1, abs(y)), "K=\(k) \(dtype)")
             }
         }
     }
