@@ -1,0 +1,109 @@
+import Logging
+import ServiceLifecycle
+import SmoothdMetrics
+import SmoothdPipeline
+
+/// `smoothd serve`: reconciles the spool and output directories, then runs the spool service, the metrics HTTP
+/// server and the systemd watchdog in a `ServiceGroup` until SIGTERM/SIGINT (or, with `--exit-when-idle`,
+/// until the spool is drained).
+public struct SmoothDaemon: Sendable {
+    /// The configuration.
+    public let configuration: DaemonConfiguration
+    /// The logger every part logs to.
+    public let logger: Logger
+    /// The metrics (exposed so in-process tests can read them).
+    public let metrics: DaemonMetrics
+
+    /// Creates a daemon; nothing happens until ``run()``.
+    public init(configuration: DaemonConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        metrics = DaemonMetrics(version: configuration.version)
+    }
+
+    /// Runs until stopped. Returns normally after a graceful shutdown or a drained `--exit-when-idle` run;
+    /// throws when the daemon cannot start or a part fails.
+    public func run() async throws {
+        try configuration.validate()
+        let options = configuration.evaluation.metrics
+        let notifier = SystemdNotifier(environment: configuration.environment)
+        let health = DaemonHealth()
+
+        let store = try SpoolStore(
+            spoolPath: configuration.spoolDirectory, outputPath: configuration.outputDirectory,
+            deleteProcessed: configuration.deleteProcessed)
+        notifier.status("reconciling \(configuration.outputDirectory)")
+        let report = try store.recover()
+        for name in report.removedTemporaryFiles {
+            logger.notice("removed a temporary file left by an interrupted write", metadata: ["file": "\(name)"])
+        }
+        for name in report.completedCommits {
+            logger.notice("completed the commit of a shard recorded before a crash", metadata: ["shard": "\(ShardName.source(ofInstance: name))", "instance": "\(name)"])
+        }
+        for name in report.strayEntries {
+            logger.warning("work directory entry is not a regular file; left alone", metadata: ["entry": "\(name)"])
+        }
+        if let textfile = configuration.textfilePath,
+           let directory = try? DirectoryHandle(path: parentDirectory(of: textfile), create: false) {
+            // A kill -9 during a textfile write leaves its temporary file; remove it.
+            try? directory.unlink(DirectoryHandle.temporaryName(for: lastComponent(of: textfile)))
+        }
+        let (ledger, unreadable) = try store.rebuildLedger(options: options)
+        for name in unreadable {
+            logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
+        }
+        let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: logger)
+        totals.flush()
+        metrics.updateTotals(ledger, options: options)
+        logger.info("totals reconciled", metadata: [
+            "shards_ok": "\(ledger.shardsOK)", "shards_failed": "\(ledger.shardsFailed)",
+            "reclaimed": "\(report.reclaimed.count)",
+        ])
+
+        let status = StatusBoard()
+        var parts: Set<String> = ["spool"]
+        if configuration.metricsListen != nil { parts.insert("http") }
+        let spoolPath = configuration.spoolDirectory
+        let readiness = ReadinessGate(parts: parts, notifier: notifier, health: health) {
+            "watching \(spoolPath): \(status.current)"
+        }
+        let readyLogger = logger
+        let spool = SpoolService(
+            configuration: configuration, store: store, totals: totals, gate: CommitGate(), metrics: metrics,
+            health: health, notifier: notifier, readiness: readiness,
+            evaluator: ShardEvaluator(options: configuration.perShardEvaluation),
+            reclaimed: report.reclaimed, status: status, logger: logger)
+
+        // Graceful shutdown runs in reverse order: the spool drains first while the metrics server and the
+        // watchdog keep going.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let interval = notifier.watchdogInterval {
+            services.append(.init(
+                service: WatchdogService(notifier: notifier, interval: interval, health: health, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "watchdog"))
+        }
+        if let address = configuration.metricsListen {
+            let metrics = self.metrics
+            let server = MetricsHTTPServer(
+                address: address,
+                routes: HTTPRoutes(metrics: { metrics.render() }, unhealthyReason: { health.unhealthyReason }),
+                onListening: { _ in readiness.markReady("http") },
+                logger: logger)
+            services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "metrics-http"))
+        }
+        services.append(.init(service: spool, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "spool"))
+
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services,
+            gracefulShutdownSignals: configuration.handleSignals ? [.sigterm, .sigint] : [],
+            logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGrace + .seconds(4)
+        logger.info("starting", metadata: [
+            "spool": "\(configuration.spoolDirectory)", "output": "\(configuration.outputDirectory)",
+            "max_inflight": "\(configuration.maxInflight)",
+            "metrics": "\(configuration.metricsListen?.description ?? "off")",
+        ])
+        try await ServiceGroup(configuration: groupConfiguration).run()
+        readyLogger.info("stopped")
+    }
+}

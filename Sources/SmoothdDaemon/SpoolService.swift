@@ -1,0 +1,425 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+import NIOPosix
+import Synchronization
+import ServiceLifecycle
+import SmoothdMetrics
+import SmoothdPipeline
+
+/// The spool watch was lost (directory deleted, moved or unmounted): the service stops with this error so that
+/// systemd restarts it.
+public struct SpoolWatchLostError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Why.
+    public var reason: String
+    /// A readable message.
+    public var description: String { "spool watch lost: \(reason)" }
+}
+
+/// A commit kept failing in `--exit-when-idle` mode, so the batch cannot finish.
+public struct CommitRetriesExhaustedError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The shard.
+    public var shard: String
+    /// The last error.
+    public var lastError: String
+    /// A readable message.
+    public var description: String { "giving up on \(shard) after repeated commit errors: \(lastError)" }
+}
+
+/// What the spool loop reacts to.
+enum SpoolEvent: Sendable {
+    case watch(WatchEvent)
+    case tick
+    case finished(PendingShard, ShardResult)
+    case shutdown
+    case deadline
+}
+
+/// Watches the spool, claims shards, runs up to `maxInflight` evaluations on worker threads, and reports results
+/// to metrics, logs and systemd. Stops on graceful shutdown (SIGTERM/SIGINT) or, with `--exit-when-idle`,
+/// once the spool is drained.
+struct SpoolService: Service {
+    let configuration: DaemonConfiguration
+    let store: SpoolStore
+    let totals: TotalsBook
+    let gate: CommitGate
+    let metrics: DaemonMetrics
+    let health: DaemonHealth
+    let notifier: SystemdNotifier
+    let readiness: ReadinessGate
+    let evaluator: ShardEvaluator
+    let reclaimed: [WorkItem]
+    let status: StatusBoard
+    let logger: Logger
+
+    func run() async throws {
+        let (events, continuation) = AsyncStream<SpoolEvent>.makeStream()
+        // Watch first, then scan: a shard renamed in between is seen by both, and the queue dedups it.
+        let watcher = try InotifyWatcher(directory: store.spool.path)
+        let watchPool = NIOThreadPool(numberOfThreads: 1)
+        watchPool.start()
+        let workPool = NIOThreadPool(numberOfThreads: configuration.maxInflight)
+        workPool.start()
+        let watchTask = Task {
+            _ = try? await watchPool.runIfActive { watcher.run { continuation.yield(.watch($0)) } }
+        }
+        let tickTask = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                continuation.yield(.tick)
+            }
+        }
+
+        var loop = SpoolLoop(service: self, continuation: continuation, workPool: workPool)
+        loop.start()
+        readiness.markReady("spool")
+
+        let outcome: (any Error)? = await withGracefulShutdownHandler {
+            await loop.run(events)
+        } onGracefulShutdown: {
+            continuation.yield(.shutdown)
+        }
+
+        loop.finish()
+        watcher.stop()
+        tickTask.cancel()
+        _ = await watchTask.value
+        try? await watchPool.shutdownGracefully()
+        if loop.scheduler.inflight == 0 {
+            try? await workPool.shutdownGracefully()
+        } else {
+            // Abandoned shards: do not wait. The pool stops once their evaluations return (their results are
+            // ignored; the gate is closed) or when the process exits; the shards stay claimed and are processed
+            // again at the next start.
+            workPool.shutdownGracefully { _ in }
+        }
+        continuation.finish()
+        if let outcome { throw outcome }
+    }
+}
+
+/// The spool loop's state; lives on the service's task only.
+struct SpoolLoop {
+    let service: SpoolService
+    let continuation: AsyncStream<SpoolEvent>.Continuation
+    let workPool: NIOThreadPool
+    var scheduler: ShardScheduler
+    var stopping = false
+    var abandon = false
+    var failure: (any Error)?
+    var nextRescan: Double
+    var textfileDirty = true
+    var lastStatus = ""
+    var retryAttempts: [String: Int] = [:]
+    /// Names that could not be claimed in this run (skipped by rescans in `--exit-when-idle` mode).
+    var unclaimable: Set<String> = []
+
+    var configuration: DaemonConfiguration { service.configuration }
+    var logger: Logger { service.logger }
+
+    init(service: SpoolService, continuation: AsyncStream<SpoolEvent>.Continuation, workPool: NIOThreadPool) {
+        self.service = service
+        self.continuation = continuation
+        self.workPool = workPool
+        let c = service.configuration
+        scheduler = ShardScheduler(maxInflight: c.maxInflight, largeThreshold: c.largeShardBytes, maxPending: c.maxPending)
+        nextRescan = WallClock.monotonic() + c.rescanInterval.seconds
+    }
+
+    /// Queues the shards found claimed at start, then everything in the spool.
+    mutating func start() {
+        for item in service.reclaimed {
+            scheduler.enqueue(.claimed(item), size: item.size)
+            logger.info("claimed shard from a previous run will be processed again", metadata: ["shard": "\(item.source)", "instance": "\(item.instance)"])
+        }
+        rescan(reason: "start")
+        dispatch()
+        publish()
+    }
+
+    /// Handles events until stopped; returns the error that stopped it, if any.
+    mutating func run(_ events: AsyncStream<SpoolEvent>) async -> (any Error)? {
+        checkIdle()
+        if shouldEnd { return failure }
+        for await event in events {
+            handle(event)
+            if !stopping { dispatch() }
+            checkIdle()
+            publish()
+            if shouldEnd { break }
+        }
+        return failure
+    }
+
+    var shouldEnd: Bool { stopping && (scheduler.inflight == 0 || abandon) }
+
+    mutating func handle(_ event: SpoolEvent) {
+        switch event {
+        case .watch(.names(let names)):
+            for name in names { detect(name) }
+        case .watch(.overflow):
+            service.metrics.inotifyOverflows.increment()
+            logger.warning("inotify queue overflowed; rescanning the spool")
+            rescan(reason: "overflow")
+        case .watch(.lost(let reason)):
+            logger.error("lost the spool watch", metadata: ["reason": "\(reason)"])
+            failure = SpoolWatchLostError(reason: reason)
+            beginStopping(reason: "spool watch lost")
+        case .tick:
+            service.health.beat()
+            let now = WallClock.monotonic()
+            if !stopping, now >= nextRescan {
+                rescan(reason: "periodic")
+            } else if !stopping, scheduler.takeRescanNeed() {
+                rescan(reason: "queue had been full")
+            }
+            if textfileDirty { writeTextfile() }
+            let text = service.status.current
+            if text != lastStatus, !stopping {
+                lastStatus = text
+                service.notifier.status(text)
+            }
+        case .finished(let shard, let result):
+            scheduler.finished(shard)
+            record(result)
+        case .shutdown:
+            beginStopping(reason: "shutdown requested")
+            if scheduler.inflight > 0 {
+                logger.info("waiting for shards in flight", metadata: ["inflight": "\(scheduler.inflight)", "grace": "\(configuration.shutdownGrace)"])
+                let continuation = self.continuation
+                let grace = configuration.shutdownGrace
+                Task {
+                    try? await Task.sleep(for: grace)
+                    continuation.yield(.deadline)
+                }
+            }
+        case .deadline:
+            if scheduler.inflight > 0 {
+                logger.warning("abandoning shards in flight; they stay claimed and are processed again at the next start",
+                               metadata: ["inflight": "\(scheduler.inflight)"])
+            }
+            abandon = true
+        }
+    }
+
+    mutating func beginStopping(reason: String) {
+        guard !stopping else { return }
+        stopping = true
+        service.health.setStopping()
+        service.notifier.stopping(status: "stopping: \(reason)")
+        logger.info("stopping", metadata: ["reason": "\(reason)"])
+    }
+
+    /// A name reported by inotify.
+    mutating func detect(_ name: String) {
+        guard !stopping else { return }
+        do {
+            guard let size = try service.store.candidateSize(name) else { return }
+            if scheduler.enqueue(.spool(name), size: size) == .added {
+                logger.debug("shard detected", metadata: ["shard": "\(name)", "bytes": "\(size)"])
+            }
+        } catch {
+            logger.warning("cannot inspect spool entry", metadata: ["shard": "\(name)", "error": "\(error)"])
+        }
+    }
+
+    mutating func rescan(reason: String) {
+        nextRescan = WallClock.monotonic() + configuration.rescanInterval.seconds
+        service.metrics.rescans.increment()
+        do {
+            var added = 0
+            for (name, size) in try service.store.scanSpool() {
+                if configuration.exitWhenIdle, unclaimable.contains(name) { continue }
+                if scheduler.enqueue(.spool(name), size: size) == .added { added += 1 }
+            }
+            logger.debug("rescanned the spool", metadata: ["reason": "\(reason)", "new": "\(added)"])
+        } catch {
+            logger.error("cannot scan the spool", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Starts shards while slots are free.
+    mutating func dispatch() {
+        while let shard = scheduler.next(now: WallClock.monotonic()) {
+            let item: WorkItem
+            switch shard.origin {
+            case .claimed(let claimed):
+                item = claimed
+            case .spool(let name):
+                do {
+                    switch try service.store.claim(name) {
+                    case .claimed(let claimed):
+                        item = claimed
+                        if claimed.instance != claimed.source {
+                            service.metrics.nameReuses.increment()
+                            logger.warning("shard name was already processed; recording it under a distinct name",
+                                           metadata: ["shard": "\(name)", "instance": "\(claimed.instance)"])
+                        }
+                        logger.debug("shard claimed", metadata: ["shard": "\(name)", "instance": "\(claimed.instance)"])
+                    case .vanished, .ignored:
+                        scheduler.finished(shard)
+                        continue
+                    }
+                } catch {
+                    logger.error("cannot claim shard", metadata: ["shard": "\(name)", "error": "\(error)"])
+                    unclaimable.insert(name)
+                    scheduler.finished(shard)
+                    continue
+                }
+            }
+            start(shard: shard, item: item)
+        }
+    }
+
+    func start(shard: PendingShard, item: WorkItem) {
+        var shard = shard
+        shard.origin = .claimed(item)
+        let store = service.store
+        let evaluator = service.evaluator
+        let options = configuration.evaluation.metrics
+        let totals = service.totals
+        let gate = service.gate
+        let continuation = self.continuation
+        let pool = workPool
+        Task {
+            let result: ShardResult
+            do {
+                result = try await pool.runIfActive {
+                    store.process(item, evaluator: evaluator, options: options, totals: totals, gate: gate)
+                }
+            } catch {
+                result = .abandoned(item)
+            }
+            continuation.yield(.finished(shard, result))
+        }
+    }
+
+    /// Reports one finished shard.
+    mutating func record(_ result: ShardResult) {
+        let item = result.item
+        let metrics = service.metrics
+        var meta: Logger.Metadata = ["shard": "\(item.source)"]
+        if item.instance != item.source { meta["instance"] = "\(item.instance)" }
+        switch result {
+        case .succeeded(_, let facts):
+            retryAttempts[item.instance] = nil
+            service.health.setProblem(nil)
+            metrics.shardsOK.increment()
+            metrics.rows.increment(by: Int64(clamping: facts.rows))
+            metrics.countedRows.increment(by: Int64(clamping: facts.countedRows))
+            metrics.compressedBytes.increment(by: Int64(clamping: facts.compressedBytes))
+            metrics.payloadBytes.increment(by: Int64(clamping: facts.payloadBytes))
+            metrics.duration.recordNanoseconds(Int64(facts.seconds * 1e9))
+            metrics.lastSuccess.record(WallClock.now())
+            meta["rows"] = "\(facts.rows)"
+            meta["seconds"] = "\(rounded(facts.seconds))"
+            logger.info("shard processed", metadata: meta)
+            textfileDirty = true
+        case .failed(_, let facts):
+            retryAttempts[item.instance] = nil
+            service.health.setProblem(nil)
+            metrics.shardsFailed.increment()
+            metrics.compressedBytes.increment(by: Int64(clamping: facts.compressedBytes))
+            metrics.duration.recordNanoseconds(Int64(facts.seconds * 1e9))
+            meta["reason"] = "\(facts.reason)"
+            meta["kind"] = "\(facts.kind)"
+            if let offset = facts.offset { meta["offset"] = "\(offset)" }
+            logger.warning("invalid shard quarantined in failed/", metadata: meta)
+            textfileDirty = true
+        case .completedEarlierCommit(_, let succeeded):
+            retryAttempts[item.instance] = nil
+            meta["result"] = succeeded ? "ok" : "failed"
+            logger.info("completed the commit of a shard recorded before a restart", metadata: meta)
+        case .retry(_, let error):
+            metrics.commitErrors.increment()
+            let attempts = (retryAttempts[item.instance] ?? 0) + 1
+            retryAttempts[item.instance] = attempts
+            service.health.setProblem("commit failed: \(error)")
+            meta["error"] = "\(error)"
+            meta["attempt"] = "\(attempts)"
+            if configuration.exitWhenIdle, attempts >= 5 {
+                logger.error("giving up on shard after repeated commit errors", metadata: meta)
+                failure = CommitRetriesExhaustedError(shard: item.instance, lastError: "\(error)")
+                beginStopping(reason: "commit errors")
+                return
+            }
+            let delay = min(60.0, 2.0 * Double(1 << min(attempts - 1, 5)))
+            meta["retry_in_seconds"] = "\(delay)"
+            logger.error("cannot commit shard; it stays claimed and is retried", metadata: meta)
+            if !stopping {
+                scheduler.enqueue(.claimed(item), size: item.size, notBefore: WallClock.monotonic() + delay)
+            }
+        case .abandoned:
+            logger.info("shard abandoned at shutdown; it will be processed again at the next start", metadata: meta)
+        case .ignored:
+            logger.notice("spool entry is not a regular file; left alone", metadata: meta)
+        }
+        metrics.updateTotals(service.totals.snapshot, options: configuration.evaluation.metrics)
+    }
+
+    /// With `--exit-when-idle`: once nothing is queued or running, rescan once more and stop if still idle.
+    mutating func checkIdle() {
+        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle else { return }
+        rescan(reason: "idle")
+        dispatch()
+        if scheduler.isIdle { beginStopping(reason: "spool drained (--exit-when-idle)") }
+    }
+
+    /// Updates the gauges and the status line (sent to systemd at most once a second, on ticks).
+    mutating func publish() {
+        service.metrics.pending.record(scheduler.pendingCount)
+        service.metrics.inflight.record(scheduler.inflight)
+        let ledger = service.totals.snapshot
+        service.status.set("\(scheduler.pendingCount) pending, \(scheduler.inflight) in flight; \(ledger.shardsOK) ok, \(ledger.shardsFailed) failed in totals")
+    }
+
+    mutating func writeTextfile() {
+        guard let path = configuration.textfilePath else { return }
+        textfileDirty = false
+        do {
+            try service.metrics.writeTextfile(path: path)
+        } catch {
+            logger.error("cannot write the metrics textfile", metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    /// After the loop: refuse further commits, wait for started ones, flush totals and the textfile.
+    mutating func finish() {
+        service.gate.close()
+        let deadline = WallClock.monotonic() + 3
+        while service.gate.active > 0, WallClock.monotonic() < deadline {
+            usleepShort()
+        }
+        service.totals.flush()
+        service.metrics.updateTotals(service.totals.snapshot, options: configuration.evaluation.metrics)
+        service.metrics.inflight.record(0)
+        writeTextfile()
+        let ledger = service.totals.snapshot
+        logger.info("totals flushed", metadata: ["shards_ok": "\(ledger.shardsOK)", "shards_failed": "\(ledger.shardsFailed)"])
+    }
+}
+
+/// A thread-safe copy of the last status line, for `READY=1`.
+final class StatusBoard: Sendable {
+    private let text = Mutex("starting")
+    func set(_ value: String) { text.withLock { $0 = value } }
+    var current: String { text.withLock { $0 } }
+}
+
+func rounded(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
+
+func usleepShort() {
+    var request = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+    nanosleep(&request, nil)
+}
+
+extension Duration {
+    /// The duration in seconds.
+    var seconds: Double {
+        let c = components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What happened when the daemon tried to claim a spool entry.
+enum ClaimResult: Sendable, Equatable {
+    /// Renamed into the work directory.
+    case claimed(WorkItem)
+    /// The entry is gone (claimed already, or the producer removed it).
+    case vanished
+    /// Not a regular file with a final name: left alone.
+    case ignored
+}
+
+extension SpoolStore {
+    /// The size of `name` in the spool when it is a regular file with a final name, else `nil`.
+    func candidateSize(_ name: String) throws(FileSystemError) -> UInt64? {
+        guard ShardName.isFinal(name), let info = try spool.entry(name), info.kind == .regular else { return nil }
+        return info.size
+    }
+
+    /// Final-named regular files in the spool, oldest modification first (rescans).
+    func scanSpool() throws(FileSystemError) -> [(name: String, size: UInt64)] {
+        var found: [(name: String, size: UInt64, time: Int64)] = []
+        for name in try spool.names() where ShardName.isFinal(name) {
+            guard let info = try spool.entry(name), info.kind == .regular else { continue }
+            found.append((name, info.size, info.modificationNanoseconds))
+        }
+        found.sort { ($0.time, $0.name) < ($1.time, $1.name) }
+        return found.map { ($0.name, $0.size) }
+    }
+
+    /// Claims the spool entry `name` by renaming it into the work directory under its first unused instance name
+    /// (`name`, then `name~2`, …), so a reused name never overwrites an earlier shard's records.
+    /// Must be called by one task at a time.
+    func claim(_ name: String) throws(FileSystemError) -> ClaimResult {
+        guard ShardName.isFinal(name) else { return .ignored }
+        guard let info = try spool.entry(name) else { return .vanished }
+        guard info.kind == .regular else { return .ignored }
+        var ordinal = 1
+        while true {
+            let instance = ShardName.instance(name, ordinal: ordinal)
+            ordinal += 1
+            if try isRecorded(instance) { continue }
+            do {
+                try spool.rename(name, to: work, as: instance, replace: false)
+            } catch {
+                if error.errorNumber == ENOENT { return .vanished }
+                if error.errorNumber == EEXIST { continue }
+                throw error
+            }
+            // The entry was checked before the rename; if a producer swapped in something else meanwhile
+            // (a symlink, a FIFO), put it back untouched.
+            guard let claimed = try work.entry(instance), claimed.kind == .regular else {
+                try? work.rename(instance, to: spool, as: name, replace: false)
+                return .ignored
+            }
+            return .claimed(WorkItem(source: name, instance: instance, size: claimed.size))
+        }
+    }
+}

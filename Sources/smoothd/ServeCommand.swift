@@ -1,0 +1,139 @@
+import ArgumentParser
+import Logging
+import SmoothdDaemon
+
+/// `smoothd serve`: the spool daemon. Parses flags, merges the `--config` file under them, and hands a
+/// `DaemonConfiguration` to `SmoothDaemon`, where all the logic lives.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Watch a spool directory and evaluate every shard renamed into it, exactly once.",
+        discussion: """
+        Producers write NAME.lshd.zst under a temporary name (starting with '.' or ending in .tmp/.part) in the \
+        spool directory, then rename it to its final name. smoothd claims it, writes OUTPUT/NAME.summary.json \
+        (or OUTPUT/NAME.error.json and moves the shard to SPOOL/failed/), keeps OUTPUT/totals.json equal to the \
+        merge of all summaries, and moves the shard to SPOOL/done/. Prometheus metrics are served at /metrics, \
+        health at /healthz. Under systemd (Type=notify) it sends READY, WATCHDOG, STATUS and STOPPING. \
+        SIGTERM or SIGINT stops it within 10 seconds with exit code 0.
+
+        --config FILE holds 'key = value' lines named like the long options (spool = /var/spool/smoothd, \
+        metrics-listen = 127.0.0.1:9464, delete-processed = true, …). Flags win over the file.
+        """)
+
+    @Option(help: ArgumentHelp("Spool directory that producers rename finished shards into.", valueName: "dir"))
+    var spool: String?
+
+    @Option(help: ArgumentHelp("Directory for NAME.summary.json, NAME.error.json and totals.json.", valueName: "dir"))
+    var output: String?
+
+    @Option(help: ArgumentHelp("Config file of 'key = value' lines; command-line flags win over it.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Address for /metrics and /healthz, or 'none'. (default: 127.0.0.1:9464)", valueName: "host:port"))
+    var metricsListen: String?
+
+    @Option(help: ArgumentHelp("Also write the metrics atomically to this file, for node_exporter's textfile collector.", valueName: "path"))
+    var textfile: String?
+
+    @Option(help: ArgumentHelp("Shards processed at once; --threads and --memory-budget are shared among them. (default: 2)", valueName: "n"))
+    var maxInflight: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Delete shards once their summary is committed, instead of moving them to SPOOL/done/.")
+    var deleteProcessed: Bool?
+
+    @Flag(inversion: .prefixedNo, help: "Process everything in the spool, then exit 0 (batch mode).")
+    var exitWhenIdle: Bool?
+
+    @Option(help: ArgumentHelp("Seconds between full rescans of the spool (for NFS, where inotify misses writes). (default: 30)", valueName: "seconds"))
+    var rescanInterval: Double?
+
+    @Option(help: ArgumentHelp("Seconds SIGTERM waits for shards in flight before abandoning them (0-8). (default: 5)", valueName: "seconds"))
+    var shutdownGrace: Double?
+
+    @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing. (default: 67108864)", valueName: "bytes"))
+    var largeShardBytes: UInt64?
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. (default: info)", valueName: "level"))
+    var logLevel: String?
+
+    @OptionGroup var metricOptions: MetricOptionGroup
+
+    /// Keys of the config file that are flags (`true`/`false`).
+    static let flagKeys: Set<String> = ["delete-processed", "exit-when-idle"]
+
+    mutating func run() async throws {
+        var command = self
+        if let path = config {
+            let userArguments = ServeCommand.commandLineArguments()
+            do {
+                let fromFile = try DaemonConfigFile.load(path: path).arguments(flagKeys: ServeCommand.flagKeys, overriddenBy: userArguments)
+                command = try ServeCommand.parse(fromFile + userArguments)
+            } catch let error as ConfigFileError {
+                throw ValidationError("config file \(error)")
+            } catch {
+                throw ValidationError("config file \(path): \(ServeCommand.message(for: error))")
+            }
+        }
+        let environment = processEnvironment()
+        let level = try command.parsedLogLevel()
+        let journald = JournalLogHandler.isJournalStream(environment: environment)
+        let logger = Logger(label: "smoothd") { _ in JournalLogHandler(journald: journald, logLevel: level) }
+        var configuration = try command.daemonConfiguration()
+        configuration.environment = environment
+        do {
+            try await SmoothDaemon(configuration: configuration, logger: logger).run()
+        } catch {
+            logger.critical("smoothd serve failed", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+    }
+
+    /// The arguments after `serve` on this process's command line.
+    static func commandLineArguments() -> [String] {
+        let all = Array(CommandLine.arguments.dropFirst())
+        guard let index = all.firstIndex(of: "serve") else { return all }
+        return Array(all[(index + 1)...])
+    }
+
+    func parsedLogLevel() throws -> Logger.Level {
+        guard let text = logLevel else { return .info }
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        return level
+    }
+
+    /// The daemon configuration these options describe (defaults from `DaemonConfiguration`).
+    func daemonConfiguration() throws -> DaemonConfiguration {
+        guard let spool, !spool.isEmpty else { throw ValidationError("--spool is required (on the command line or in the config file)") }
+        guard let output, !output.isEmpty else { throw ValidationError("--output is required (on the command line or in the config file)") }
+        var configuration = DaemonConfiguration(spoolDirectory: spool, outputDirectory: output, evaluation: try metricOptions.evaluationOptions())
+        if let metricsListen {
+            do {
+                configuration.metricsListen = try ListenAddress.parse(metricsListen)
+            } catch {
+                throw ValidationError("--metrics-listen: \(error)")
+            }
+        }
+        configuration.textfilePath = textfile
+        if let maxInflight { configuration.maxInflight = maxInflight }
+        if let deleteProcessed { configuration.deleteProcessed = deleteProcessed }
+        if let exitWhenIdle { configuration.exitWhenIdle = exitWhenIdle }
+        if let rescanInterval { configuration.rescanInterval = try ServeCommand.duration(rescanInterval, "--rescan-interval") }
+        if let shutdownGrace { configuration.shutdownGrace = try ServeCommand.duration(shutdownGrace, "--shutdown-grace") }
+        if let largeShardBytes { configuration.largeShardBytes = largeShardBytes }
+        let version = SmoothdCommand.configuration.version
+        configuration.version = version.isEmpty ? "dev" : version
+        do {
+            try configuration.validate()
+        } catch {
+            throw ValidationError(error.description)
+        }
+        return configuration
+    }
+
+    static func duration(_ seconds: Double, _ option: String) throws -> Duration {
+        guard seconds.isFinite, seconds >= 0, seconds < 86_400 * 365 else { throw ValidationError("\(option) must be a number of seconds") }
+        return .milliseconds(Int64((seconds * 1000).rounded()))
+    }
+}

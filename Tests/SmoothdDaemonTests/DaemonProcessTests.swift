@@ -1,0 +1,333 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SmoothdJSON
+import SmoothdMetrics
+import Synchronization
+import Testing
+
+@testable import SmoothdDaemon
+
+/// Tests that start the real `smoothd serve` binary on a temporary spool.
+@Suite("smoothd serve (real process)", .serialized)
+struct DaemonProcessTests {
+    let options = MetricOptions()
+
+    @Test func concurrentProducersMetricsNotifyAndSIGTERM() async throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let spool = dir.sub("spool"), out = dir.sub("out")
+        let receiver = NotifyReceiver(abstract: false, directory: dir.path)
+        defer { receiver.close() }
+        let daemon = try DaemonProcess(
+            ["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--max-inflight", "3", "--threads", "2",
+             "--rescan-interval", "2"],
+            environment: ["NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"],
+            logPath: dir.sub("daemon.log"))
+        #expect(eventually { receiver.received("READY=1") }, "READY=1 \(daemon.log)")
+        let port = try #require(daemon.metricsPort(), "no metrics port in log: \(daemon.log)")
+
+        // Four producers drop ten shards each at the same time, following the rename protocol.
+        let producers = 4, perProducer = 10
+        @Sendable func rows(_ p: Int, _ i: Int) -> Int { 40 + (p * 37 + i * 11) % 300 }
+        let expectedRows = (0..<producers).flatMap { p in (0..<perProducer).map { rows(p, $0) } }.reduce(0, +)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for p in 0..<producers {
+                group.addTask {
+                    for i in 0..<perProducer {
+                        try Files.drop(ShardFactory.valid(rows: rows(p, i), seed: UInt64(p * 100 + i)), named: "p\(p)-\(i).lshd.zst", in: spool)
+                        try await Task.sleep(for: .milliseconds(Int.random(in: 0...15)))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let total = producers * perProducer
+        #expect(eventually(timeout: 90) {
+            (try? Files.json(out + "/totals.json")["shards_ok"]) == .int(Int64(total))
+        }, "totals never reached \(total): \(daemon.log)")
+        let summaries = Files.list(out).filter { $0.hasSuffix(".summary.json") }
+        #expect(summaries.count == total)
+        try expectTotalsMatchRecords(output: out, options: options)
+        let totals = try Files.json(out + "/totals.json")
+        #expect(totals["rows"]?.intValue == Int64(expectedRows))
+
+        // /metrics through swift-prometheus.
+        let scrape = try httpRequest(port: port, "GET", "/metrics")
+        #expect(scrape.status == 200)
+        #expect(scrape.headers.lowercased().contains("content-type: text/plain; version=0.0.4"))
+        let m = scrape.body
+        #expect(metricValue(m, #"smoothd_shards_processed_total{result="ok"}"#) == Double(total))
+        #expect(metricValue(m, #"smoothd_shards_processed_total{result="failed"}"#) == 0)
+        #expect(metricValue(m, "smoothd_rows_total") == Double(expectedRows))
+        #expect((metricValue(m, "smoothd_compressed_bytes_total") ?? 0) > 0)
+        #expect((metricValue(m, "smoothd_decompressed_bytes_total") ?? 0) > 0)
+        #expect(metricValue(m, "smoothd_shard_duration_seconds_count") == Double(total))
+        #expect(metricValue(m, "smoothd_pending_shards") == 0)
+        #expect(metricValue(m, "smoothd_inflight_shards") == 0)
+        #expect((metricValue(m, "smoothd_last_success_timestamp_seconds") ?? 0) > 1_600_000_000)
+        #expect((metricValue(m, "smoothd_rescans_total") ?? 0) >= 1)
+        #expect(metricValue(m, "smoothd_inotify_overflows_total") == 0)
+        #expect(metricValue(m, #"smoothd_totals_shards{result="ok"}"#) == Double(total))
+        for family in ["smoothd_totals_loss", "smoothd_totals_nll", "smoothd_totals_accuracy", "smoothd_totals_ece"] {
+            let value = try #require(metricValue(m, family), "\(family) missing")
+            #expect(value.isFinite)
+        }
+        #expect(m.contains("smoothd_build_info{version="))
+        #expect(m.contains("# HELP smoothd_shards_processed_total "))
+        #expect(m.contains("# TYPE smoothd_shard_duration_seconds histogram"))
+
+        // /healthz and the refusals.
+        let health = try httpRequest(port: port, "GET", "/healthz")
+        #expect(health.status == 200 && health.body == "ok\n")
+        #expect(try httpRequest(port: port, "HEAD", "/healthz").status == 200)
+        #expect(try httpRequest(port: port, "GET", "/nope").status == 404)
+        #expect(try httpRequest(port: port, "DELETE", "/metrics").status == 405)
+        #expect(try httpRequest(port: port, "POST", "/metrics", body: "x=1").status == 413)
+
+        // systemd: watchdog pings and status lines.
+        #expect(eventually(timeout: 10) { receiver.received("WATCHDOG=1") })
+        #expect(receiver.poll().contains { $0.contains("STATUS=") })
+
+        // SIGTERM: STOPPING=1, exit code 0, everything committed, nothing left claimed.
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: 15), "did not stop after SIGTERM")
+        #expect(!daemon.killedBySignal)
+        #expect(daemon.exitCode == 0, "\(daemon.log)")
+        #expect(eventually(timeout: 5) { receiver.received("STOPPING=1") })
+        #expect(Files.list(spool + "/.smoothd-work").isEmpty)
+        #expect(Files.list(spool + "/done").count == total)
+        #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["done", "failed"])
+        try expectTotalsMatchRecords(output: out, options: options)
+        #expect(daemon.log.contains("shard processed"))
+        #expect(daemon.log.contains("shard=p0-0.lshd.zst"))
+    }
+
+    @Test func badShardsQuarantinedUnfinishedNamesIgnoredNamesReused() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let spool = dir.sub("spool"), out = dir.sub("out")
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        let good = try ShardFactory.valid(rows: 64, seed: 42)
+        try Files.drop(good, named: "good.lshd.zst", in: spool)
+        try Files.drop(try ShardFactory.truncated(seed: 1), named: "truncated.lshd.zst", in: spool)
+        try Files.drop(try ShardFactory.badLabel(), named: "badlabel.lshd.zst", in: spool)
+        try Files.drop(ShardFactory.garbage(), named: "garbage.lshd.zst", in: spool)
+        var invalid = ["truncated.lshd.zst", "badlabel.lshd.zst", "garbage.lshd.zst"]
+        var valid = ["good.lshd.zst"]
+        // The fixtures, when present.
+        for kind in ["valid", "invalid"] {
+            let fixtures = Binary.packageRoot + "/Fixtures/" + kind
+            for name in Files.list(fixtures) where name.hasSuffix(".zst") {
+                let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: fixtures + "/" + name)))
+                let renamed = "fixture-" + name
+                try Files.drop(bytes, named: renamed, in: spool)
+                if kind == "valid" { valid.append(renamed) } else { invalid.append(renamed) }
+            }
+        }
+        // Unfinished names, a symlink, a subdirectory: never touched.
+        let untouchable = [".hidden.lshd.zst", "writing.lshd.zst.tmp", "writing2.lshd.zst.part", "readme.txt"]
+        for name in untouchable { try Files.write(good, to: spool + "/" + name) }
+        try Files.write(good, to: dir.sub("target.lshd.zst"))
+        #expect(symlink(dir.sub("target.lshd.zst"), spool + "/link.lshd.zst") == 0)
+        try FileManager.default.createDirectory(atPath: spool + "/subdir.lshd.zst", withIntermediateDirectories: false)
+
+        let log = dir.sub("daemon.log")
+        var daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
+        #expect(daemon.waitForExit(timeout: 60))
+        #expect(daemon.exitCode == 0, "\(daemon.log)")
+        for name in valid {
+            #expect(Files.exists(out + "/" + name + ".summary.json"), "\(name)")
+            #expect(Files.exists(spool + "/done/" + name))
+        }
+        for name in invalid {
+            #expect(Files.exists(spool + "/failed/" + name), "\(name) not quarantined")
+            let record = try Files.json(out + "/" + name + ".error.json")
+            #expect(record["ok"] == .bool(false))
+            #expect(record["error"]?["reason"]?.stringValue?.isEmpty == false)
+            #expect(record["error"]?["kind"]?.stringValue?.isEmpty == false)
+            #expect(record["failed_at"]?.stringValue != nil)
+            #expect(!Files.exists(out + "/" + name + ".summary.json"))
+        }
+        for name in untouchable + ["link.lshd.zst", "subdir.lshd.zst"] {
+            #expect(Files.exists(spool + "/" + name), "\(name) was touched")
+        }
+        #expect(Files.exists(dir.sub("target.lshd.zst")))
+        try expectTotalsMatchRecords(output: out, options: options)
+        let totals = try Files.json(out + "/totals.json")
+        #expect(totals["shards_ok"] == .int(Int64(valid.count)))
+        #expect(totals["shards_failed"] == .int(Int64(invalid.count)))
+        #expect(daemon.log.contains("invalid shard quarantined"))
+
+        // The same name again: kept, reported, and recorded under a distinct name.
+        let before = Files.text(out + "/good.lshd.zst.summary.json")
+        try Files.drop(try ShardFactory.valid(rows: 10, seed: 7), named: "good.lshd.zst", in: spool)
+        daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--exit-when-idle"], logPath: log)
+        #expect(daemon.waitForExit(timeout: 60), "--exit-when-idle must also stop the metrics server")
+        #expect(daemon.exitCode == 0)
+        #expect(Files.text(out + "/good.lshd.zst.summary.json") == before)
+        #expect(try Files.json(out + "/good.lshd.zst~2.summary.json")["rows"]?.intValue == 10)
+        #expect(Files.exists(spool + "/done/good.lshd.zst~2"))
+        #expect(daemon.log.contains("shard name was already processed"))
+        try expectTotalsMatchRecords(output: out, options: options)
+    }
+
+    @Test func abstractNotifySocketAndSIGINT() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let receiver = NotifyReceiver(abstract: true, directory: dir.path)
+        defer { receiver.close() }
+        // Standard error is the "journal stream": lines must carry <N> priority prefixes instead of timestamps.
+        let logPath = dir.sub("daemon.log")
+        try Files.write([], to: logPath)
+        var st = stat()
+        #expect(stat(logPath, &st) == 0)
+        let daemon = try DaemonProcess(
+            ["--spool", dir.sub("spool"), "--output", dir.sub("out"), "--metrics-listen", "none"],
+            environment: ["NOTIFY_SOCKET": receiver.address, "JOURNAL_STREAM": "\(st.st_dev):\(st.st_ino)"], logPath: logPath)
+        #expect(eventually { receiver.received("READY=1") }, "\(daemon.log)")
+        #expect(receiver.poll().contains { $0.hasPrefix("READY=1\nSTATUS=watching ") })
+        daemon.signal(SIGINT)
+        #expect(daemon.waitForExit(timeout: 15))
+        #expect(daemon.exitCode == 0)
+        #expect(eventually(timeout: 5) { receiver.received("STOPPING=1") })
+        #expect(!receiver.received("WATCHDOG=1"), "no watchdog without WATCHDOG_USEC")
+        let lines = daemon.log.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        #expect(lines.allSatisfy { $0.hasPrefix("<6>") || $0.hasPrefix("<5>") || $0.hasPrefix("<4>") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("<6>stopping") })
+    }
+
+    @Test func configFileIsReadAndFlagsWin() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let spool = dir.sub("spool"), out = dir.sub("out")
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        try Files.drop(try ShardFactory.valid(rows: 30, seed: 3), named: "c.lshd.zst", in: spool)
+        let config = dir.sub("smoothd.conf")
+        try Files.write(Array("""
+        # test config
+        spool = \(spool)
+        output = \(out)
+        metrics-listen = none
+        exit-when-idle = true
+        max-inflight = 0
+        """.utf8), to: config)
+        // The file's invalid max-inflight is used when no flag overrides it...
+        var daemon = try DaemonProcess(["--config", config], logPath: dir.sub("a.log"))
+        #expect(daemon.waitForExit(timeout: 30))
+        #expect(daemon.exitCode != 0)
+        #expect(daemon.log.contains("max-inflight"))
+        // ...and a flag wins over it.
+        daemon = try DaemonProcess(["--config", config, "--max-inflight", "2"], logPath: dir.sub("b.log"))
+        #expect(daemon.waitForExit(timeout: 30))
+        #expect(daemon.exitCode == 0, "\(daemon.log)")
+        #expect(Files.exists(out + "/c.lshd.zst.summary.json"))
+    }
+
+    /// SIGTERM while a shard is being evaluated, with no grace: the shard is abandoned (left claimed), the exit code
+    /// is 0, and the next start processes it exactly once.
+    @Test func sigtermAbandonsAnInFlightShardWhichTheNextStartProcesses() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let spool = dir.sub("spool"), out = dir.sub("out")
+        let log = dir.sub("daemon.log")
+        let daemon = try DaemonProcess(
+            ["--spool", spool, "--output", out, "--metrics-listen", "none", "--shutdown-grace", "0", "--max-inflight", "1", "--threads", "1"],
+            logPath: log)
+        #expect(eventually { Files.exists(spool + "/.smoothd-work") })
+        try Files.drop(try ShardFactory.valid(rows: 3000, classes: 1024, seed: 5), named: "big.lshd.zst", in: spool)
+        #expect(eventually { Files.exists(spool + "/.smoothd-work/big.lshd.zst") || Files.exists(out + "/big.lshd.zst.summary.json") })
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: 15))
+        #expect(daemon.exitCode == 0, "\(daemon.log)")
+        let abandoned = Files.exists(spool + "/.smoothd-work/big.lshd.zst")
+        #expect(abandoned != Files.exists(out + "/big.lshd.zst.summary.json"), "either committed or left claimed, never both")
+        try expectTotalsMatchRecords(output: out, options: options)
+        print("SIGTERM with a shard in flight: \(abandoned ? "abandoned, left claimed" : "finished before the signal was handled")")
+
+        let again = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
+        #expect(again.waitForExit(timeout: 120))
+        #expect(again.exitCode == 0)
+        #expect(Files.list(out).filter { $0.hasSuffix(".summary.json") } == ["big.lshd.zst.summary.json"])
+        #expect(Files.list(spool + "/.smoothd-work").isEmpty)
+        #expect(try Files.json(out + "/big.lshd.zst.summary.json")["rows"]?.intValue == 3000)
+        try expectTotalsMatchRecords(output: out, options: options)
+    }
+
+    /// kill -9 at random moments while producers keep dropping shards, restart, repeat; then drain and check that
+    /// every shard has exactly one summary, none is lost, nothing is left claimed or half-written, and totals are right.
+    @Test func killNineLoopKeepsExactlyOnce() async throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let spool = dir.sub("spool"), out = dir.sub("out")
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        let cycles = 30
+        var dropped: [String: Int] = [:]
+        var killedWhileClaimed = 0
+        var killedMidCommit = 0
+        var generator = SplitMix(seed: 2024)
+        let log = dir.sub("daemon.log")
+        let work = spool + "/.smoothd-work"
+        func produce(_ name: String) throws {
+            let rows = 500 + Int(generator.next() % 4000)
+            try Files.drop(try ShardFactory.valid(rows: rows, classes: 32, seed: generator.next(), frames: 1 + Int(generator.next() % 3)), named: name, in: spool)
+            dropped[name] = rows
+        }
+        for cycle in 0..<cycles {
+            // Some shards wait in the spool before the start...
+            for i in 0..<3 { try produce("k\(cycle)-pre\(i).lshd.zst") }
+            let daemon = try DaemonProcess(
+                ["--spool", spool, "--output", out, "--metrics-listen", "none", "--max-inflight", "2", "--threads", "2", "--rescan-interval", "1"],
+                logPath: log)
+            // ...more arrive while it runs, and it is killed: on even cycles at a random moment, on odd cycles
+            // a few milliseconds after it has claimed a shard (so the kill lands inside processing or a commit).
+            let killAt = WallClock.monotonic() + Double(30 + Int(generator.next() % 500)) / 1000
+            var i = 0
+            while WallClock.monotonic() < killAt {
+                try produce("k\(cycle)-run\(i).lshd.zst")
+                i += 1
+                usleep(UInt32(2_000 + generator.next() % 30_000))
+            }
+            if cycle % 2 == 1 {
+                _ = eventually(timeout: 2) { !Files.list(work).filter { !$0.hasPrefix(".") }.isEmpty }
+                usleep(UInt32(generator.next() % 15_000))
+            }
+            daemon.signal(SIGKILL)
+            #expect(daemon.waitForExit(timeout: 10))
+            #expect(daemon.killedBySignal)
+            let claimed = Files.list(work).filter { !$0.hasPrefix(".") }
+            if !claimed.isEmpty { killedWhileClaimed += 1 }
+            if claimed.contains(where: { Files.exists(out + "/" + $0 + ".summary.json") }) { killedMidCommit += 1 }
+        }
+        // Drain.
+        let final = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
+        #expect(final.waitForExit(timeout: 120))
+        #expect(final.exitCode == 0)
+
+        let outputs = Files.list(out)
+        let summaries = Set(outputs.filter { $0.hasSuffix(".summary.json") }.map { String($0.dropLast(".summary.json".count)) })
+        let expected = Set(dropped.keys)
+        let lost = expected.subtracting(summaries)
+        let duplicated = summaries.filter { $0.contains("~") }
+        let unexpected = summaries.subtracting(expected).subtracting(duplicated)
+        print("kill -9 loop: cycles=\(cycles) shards=\(expected.count) lost=\(lost.count) duplicated=\(duplicated.count) "
+              + "kills-with-shards-claimed=\(killedWhileClaimed) kills-between-summary-and-move=\(killedMidCommit)")
+        #expect(lost.isEmpty, "lost: \(lost.sorted())")
+        #expect(duplicated.isEmpty, "duplicated: \(duplicated.sorted())")
+        #expect(unexpected.isEmpty)
+        #expect(!outputs.contains { $0.hasSuffix(".error.json") })
+        #expect(!outputs.contains { $0.hasPrefix(".") }, "temporary files left: \(outputs.filter { $0.hasPrefix(".") })")
+        #expect(Files.list(spool + "/.smoothd-work").isEmpty)
+        #expect(Set(Files.list(spool + "/done")) == expected)
+        #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["done", "failed"])
+        try expectTotalsMatchRecords(output: out, options: options)
+        let totals = try Files.json(out + "/totals.json")
+        #expect(totals["shards_ok"] == .int(Int64(expected.count)))
+        #expect(totals["rows"]?.intValue == Int64(dropped.values.reduce(0, +)))
+        for name in expected.sorted().prefix(5) {
+            #expect(try Files.json(out + "/" + name + ".summary.json")["rows"]?.intValue == Int64(dropped[name]!))
+        }
+    }
+}

@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LSHDFormat
+import SmoothdJSON
+import SmoothdMetrics
+import SmoothdPipeline
+import Synchronization
+import Testing
+import Zstd
+
+@testable import SmoothdDaemon
+
+/// A fresh directory under /tmp, removed by `remove()`.
+struct TempDirectory {
+    let path: String
+
+    init(_ prefix: String = "smoothd-test") {
+        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(result != nil, "mkdtemp failed")
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func sub(_ name: String) -> String { path + "/" + name }
+
+    /// Deletes the directory (kept when `SMOOTHD_TEST_KEEP` is set, for debugging).
+    func remove() {
+        guard ProcessInfo.processInfo.environment["SMOOTHD_TEST_KEEP"] == nil else { return }
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// Shard bytes built with the project's writer and zstd encoder.
+enum ShardFactory {
+    /// A valid shard: `rows` rows of `classes` float32 logits, labels in range, a few ignored rows.
+    static func valid(rows: Int, classes: Int = 8, seed: UInt64, frames: Int = 1) throws -> [UInt8] {
+        var generator = SplitMix(seed: seed)
+        var payload: [UInt8] = []
+        let header = ShardHeader(logitDType: .float32, labelDType: .int64, numClasses: classes, ignoreIndex: -100, statedRows: UInt64(rows))
+        let sink = ByteSink()
+        var writer = try ShardPayloadWriter(header: header, metaText: "{\"model\":\"test\",\"seed\":\(seed)}") { sink.append($0) }
+        var written = 0
+        let perBlock = max(1, rows / max(1, frames))
+        while written < rows {
+            let n = min(perBlock, rows - written)
+            var labels: [Int64] = []
+            var logits: [Float] = []
+            for _ in 0..<n {
+                labels.append(generator.next() % 10 == 0 ? -100 : Int64(generator.next() % UInt64(classes)))
+                for _ in 0..<classes { logits.append(Float(Int(generator.next() % 2001) - 1000) / 250) }
+            }
+            try writer.writeBlock(labels: labels, logits: logits)
+            written += n
+        }
+        try writer.finish()
+        payload = sink.bytes
+        return try ZstdCompressor.compressFrame(payload)
+    }
+
+    /// An invalid shard: a valid one cut short (truncated before its end marker).
+    static func truncated(seed: UInt64) throws -> [UInt8] {
+        var generator = SplitMix(seed: seed)
+        let header = ShardHeader(logitDType: .float32, labelDType: .int32, numClasses: 4, ignoreIndex: -100)
+        let sink = ByteSink()
+        var writer = try ShardPayloadWriter(header: header) { sink.append($0) }
+        try writer.writeBlock(labels: [0, 1, 2], logits: (0..<12).map { _ in Float(generator.next() % 7) })
+        var payload = sink.bytes
+        payload.removeLast(5)
+        return try ZstdCompressor.compressFrame(payload)
+    }
+
+    /// An invalid shard: a label out of range.
+    static func badLabel() throws -> [UInt8] {
+        let header = ShardHeader(logitDType: .float32, labelDType: .int32, numClasses: 4, ignoreIndex: -100)
+        let sink = ByteSink()
+        var writer = try ShardPayloadWriter(header: header) { sink.append($0) }
+        try writer.writeBlock(labels: [0, 9], logits: [Float](repeating: 0.5, count: 8))
+        try writer.finish()
+        return try ZstdCompressor.compressFrame(sink.bytes)
+    }
+
+    /// Not zstd at all.
+    static func garbage() -> [UInt8] { Array("this is not a zstd stream".utf8) }
+}
+
+/// Collects bytes from a writer's emit closure.
+final class ByteSink {
+    var bytes: [UInt8] = []
+    func append(_ buffer: UnsafeRawBufferPointer) { bytes.append(contentsOf: buffer) }
+}
+
+/// A small deterministic generator.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// File helpers.
+enum Files {
+    /// Writes `bytes` as a producer must: a temporary name in the same directory, then `rename` to `name`.
+    static func drop(_ bytes: [UInt8], named name: String, in directory: String) throws {
+        let temp = directory + "/." + name + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).part"
+        try write(bytes, to: temp)
+        guard rename(temp, directory + "/" + name) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+            offset += n
+        }
+    }
+
+    static func list(_ directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    static func json(_ path: String) throws -> JSONValue {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        return try JSONValue.parse(utf8: Array(data))
+    }
+
+    static func text(_ path: String) -> String {
+        (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` seconds pass; returns whether it held.
+func eventually(timeout: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = WallClock.monotonic() + timeout
+    while WallClock.monotonic() < deadline {
+        if try condition() { return true }
+        usleep(20_000)
+    }
+    return try condition()
+}
+
+/// The merge of exactly the records in `output`, computed independently of the daemon's ledger code:
+/// summaries' accumulator states merged, error records counted, first/last time the min/max of their times.
+func expectedTotals(output: String, options: MetricOptions) throws -> JSONValue {
+    var accumulator = MetricAccumulator(options: options)
+    var ok = 0
+    var failed = 0
+    var times: [String] = []
+    for name in Files.list(output) where !name.hasPrefix(".") {
+        if name.hasSuffix(".summary.json") {
+            let record = try Files.json(output + "/" + name)
+            accumulator.merge(try MetricAccumulator(jsonState: #require(record["state"])))
+            times.append(try #require(record["processed_at"]?.stringValue))
+            ok += 1
+        } else if name.hasSuffix(".error.json") {
+            let record = try Files.json(output + "/" + name)
+            times.append(try #require(record["failed_at"]?.stringValue))
+            failed += 1
+        }
+    }
+    var members = ShardReport.total(accumulator: accumulator, shardsOK: ok, shardsFailed: failed, options: options).objectMembers ?? []
+    members.append(("first_processed_at", times.min().map { .string($0) } ?? .null))
+    members.append(("last_processed_at", times.max().map { .string($0) } ?? .null))
+    return .object(members)
+}
+
+/// Checks that `OUTPUT/totals.json` is exactly the merge of the records that exist.
+func expectTotalsMatchRecords(output: String, options: MetricOptions, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let totals = try Files.json(output + "/totals.json")
+    let expected = try expectedTotals(output: output, options: options)
+    #expect(totals == expected, "totals.json differs from the merge of the summaries", sourceLocation: sourceLocation)
+}
