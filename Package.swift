@@ -3,11 +3,13 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
-// The AVX2 kernel module is compiled for Haswell-class x86-64; elsewhere it is the plain build.
+// The AVX2 and AVX-512 kernel modules are compiled for those CPUs; elsewhere they are plain builds.
 #if arch(x86_64)
 let avx2: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let avx512: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
 #else
 let avx2: [SwiftSetting] = []
+let avx512: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -42,12 +44,14 @@ let package = Package(
         .target(name: "SmoothdKernel", swiftSettings: strict),
         // The same kernel compiled for AVX2; chosen at run time, never called on older CPUs.
         .target(name: "SmoothdKernelAVX2", dependencies: ["SmoothdKernel"], swiftSettings: strict + avx2),
+        // And for AVX-512 (one 16-lane register per vector).
+        .target(name: "SmoothdKernelAVX512", dependencies: ["SmoothdKernel"], swiftSettings: strict + avx512),
         // CPU feature detection for that choice.
         .target(name: "CCPUFeatures"),
         // Kernel dispatch and mergeable metric accumulators.
         .target(
             name: "SmoothdMetrics",
-            dependencies: ["SmoothdKernel", "SmoothdKernelAVX2", "CCPUFeatures", "LSHDFormat", "SmoothdJSON"],
+            dependencies: ["SmoothdKernel", "SmoothdKernelAVX2", "SmoothdKernelAVX512", "CCPUFeatures", "LSHDFormat", "SmoothdJSON"],
             swiftSettings: strict
         ),
         // Bounded-memory, multi-threaded shard evaluation and shard reports.

@@ -10,3 +10,13 @@ int smoothd_cpu_has_avx2(void) {
     return 0;
 #endif
 }
+
+int smoothd_cpu_has_avx512(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return smoothd_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd");
+#else
+    return 0;
+#endif
+}

@@ -79,8 +79,11 @@ public enum Float32Loader: LogitLoader {
 /// bfloat16 logits, widened by a shift.
 public enum BFloat16Loader: LogitLoader {
     @inlinable @inline(__always) public static func lanes(_ row: UnsafeRawPointer, _ index: Int) -> Lanes {
-        let halves = row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD16<UInt16>.self)
-        return unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: halves) &<< 16, to: Lanes.self)
+        // Interleave zeros below each half: as little-endian 32-bit lanes that is h << 16. The generic
+        // widening conversion was not always inlined, which cost a call per vector.
+        var words = SIMD32<UInt16>(repeating: 0)
+        words.oddHalf = row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD16<UInt16>.self)
+        return unsafeBitCast(words, to: Lanes.self)
     }
     @inlinable @inline(__always) public static func scalar(_ row: UnsafeRawPointer, _ index: Int) -> Float {
         Float(bitPattern: UInt32(row.loadUnaligned(fromByteOffset: index &* 2, as: UInt16.self)) << 16)
@@ -93,7 +96,9 @@ public enum Float16Loader: LogitLoader {
     /// mantissa into place and scaling by 2^112 rebiases normals and subnormals alike; Inf/NaN get an
     /// all-ones exponent.
     @inlinable @inline(__always) public static func lanes(_ row: UnsafeRawPointer, _ index: Int) -> Lanes {
-        let h = SIMD16<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD16<UInt16>.self))
+        var words = SIMD32<UInt16>(repeating: 0)  // zero-extend each half into a 32-bit lane (see BFloat16Loader)
+        words.evenHalf = row.loadUnaligned(fromByteOffset: index &* 2, as: SIMD16<UInt16>.self)
+        let h = unsafeBitCast(words, to: SIMD16<UInt32>.self)
         let magnitude = h & 0x7FFF
         let scaled = unsafeBitCast(magnitude &<< 13, to: Lanes.self) * Lanes(repeating: 0x1p112)
         var bits = unsafeBitCast(scaled, to: SIMD16<UInt32>.self)

@@ -6,29 +6,43 @@ import LSHDFormat
 @_exported import SmoothdKernel
 #if arch(x86_64)
 import SmoothdKernelAVX2
+import SmoothdKernelAVX512
 #endif
 
 /// Which kernel variant runs, chosen once from the CPU at start-up.
 public enum KernelVariant: String, Sendable {
     /// SSE2, the x86-64 baseline (or the generic build elsewhere).
     case baseline
-    /// AVX2, for CPUs that have it.
+    /// AVX2 with FMA, for CPUs that have it.
     case avx2
+    /// AVX-512 (F, BW, DQ, VL), for CPUs that have it.
+    case avx512
 
-    /// The variant this process uses. `SMOOTHD_KERNEL=baseline` forces the baseline (for tests and benchmarks).
-    public static let current: KernelVariant = {
-        if let forced = getenv("SMOOTHD_KERNEL").map({ String(cString: $0) }), forced == "baseline" { return .baseline }
+    /// Variants this CPU can run, best first.
+    public static let supported: [KernelVariant] = {
         #if arch(x86_64)
-        return smoothd_cpu_has_avx2() != 0 ? .avx2 : .baseline
+        return (smoothd_cpu_has_avx512() != 0 ? [.avx512] : []) + (smoothd_cpu_has_avx2() != 0 ? [.avx2] : []) + [.baseline]
         #else
-        return .baseline
+        return [.baseline]
         #endif
+    }()
+
+    /// The variant this process uses: the best supported one, or `SMOOTHD_KERNEL=baseline|avx2|avx512`
+    /// when that is supported (for tests and benchmarks).
+    public static let current: KernelVariant = {
+        if let forced = getenv("SMOOTHD_KERNEL").flatMap({ KernelVariant(rawValue: String(cString: $0)) }), supported.contains(forced) {
+            return forced
+        }
+        return supported[0]
     }()
 
     /// The kernel for `dtype` in this variant. It may read `RowKernel.readSlack` bytes past the row.
     public func function(for dtype: LogitDType) -> RowKernel.Function {
         switch (self, dtype) {
         #if arch(x86_64)
+        case (.avx512, .float32): return RowKernelAVX512.evaluateFloat32
+        case (.avx512, .float16): return RowKernelAVX512.evaluateFloat16
+        case (.avx512, .bfloat16): return RowKernelAVX512.evaluateBFloat16
         case (.avx2, .float32): return RowKernelAVX2.evaluateFloat32
         case (.avx2, .float16): return RowKernelAVX2.evaluateFloat16
         case (.avx2, .bfloat16): return RowKernelAVX2.evaluateBFloat16
@@ -45,6 +59,9 @@ extension KernelVariant {
     public func batchFunction(for dtype: LogitDType) -> RowKernel.BatchFunction {
         switch (self, dtype) {
         #if arch(x86_64)
+        case (.avx512, .float32): return RowKernelAVX512.evaluateRowsFloat32
+        case (.avx512, .float16): return RowKernelAVX512.evaluateRowsFloat16
+        case (.avx512, .bfloat16): return RowKernelAVX512.evaluateRowsBFloat16
         case (.avx2, .float32): return RowKernelAVX2.evaluateRowsFloat32
         case (.avx2, .float16): return RowKernelAVX2.evaluateRowsFloat16
         case (.avx2, .bfloat16): return RowKernelAVX2.evaluateRowsBFloat16

@@ -84,10 +84,12 @@ func randomRow(_ k: Int, _ rng: inout SplitMix) -> [Float] {
             let bytes = LogitEncoding.encode(row, as: dtype) + [UInt8](repeating: 0, count: RowKernel.readSlack)
             let label = Int.random(in: 0..<k, using: &rng)
             let a = bytes.withUnsafeBytes { KernelVariant.baseline.function(for: dtype)($0.baseAddress!, k, label) }
-            let b = bytes.withUnsafeBytes { KernelVariant.current.function(for: dtype)($0.baseAddress!, k, label) }
-            #expect(a.rank == b.rank)
-            for (x, y) in [(a.nll, b.nll), (a.entropy, b.entropy), (a.brier, b.brier), (a.uniformTerm, b.uniformTerm), (a.confidence, b.confidence)] {
-                #expect(abs(x - y) <= 1e-6 * max(1, abs(y)), "K=\(k) \(dtype)")
+            for variant in KernelVariant.supported {
+                let b = bytes.withUnsafeBytes { variant.function(for: dtype)($0.baseAddress!, k, label) }
+                #expect(a.rank == b.rank)
+                for (x, y) in [(a.nll, b.nll), (a.entropy, b.entropy), (a.brier, b.brier), (a.uniformTerm, b.uniformTerm), (a.confidence, b.confidence)] {
+                    #expect(abs(x - y) <= 1e-6 * max(1, abs(y)), "K=\(k) \(dtype) \(variant)")
+                }
             }
         }
     }
