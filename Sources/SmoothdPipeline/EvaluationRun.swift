@@ -128,12 +128,12 @@ final class EvaluationRun: @unchecked Sendable {
     }
 
     /// Creates the chunk pool once the row size is known: 2 chunks per worker and per decoder, each at
-    /// most 4 MiB and together within what the budget leaves after zstd's buffers; never less than one row each.
+    /// most 2 MiB (larger chunks only cost memory) and together within what the budget leaves after zstd's buffers; never less than one row each.
     func makePool(rowBytes: Int) -> BlockingQueue<RowChunk> {
         let chunkCount = 2 * options.threads + 2 * decoderCount
         let zstdReserve = decoderCount * (2 * ZstdDecompressor.recommendedOutputSize + (1 << min(windowLogMax, 23)))
         let forChunks = max(0, options.memoryBudget - zstdReserve)
-        let perChunk = min(4 << 20, forChunks / chunkCount)
+        let perChunk = min(2 << 20, forChunks / chunkCount)
         let rowsPerChunk = max(1, perChunk / rowBytes)
         let count = rowsPerChunk == 1 ? max(2, min(chunkCount, forChunks / rowBytes)) : chunkCount
         return BlockingQueue((0..<count).map { _ in RowChunk(rowBytes: rowBytes, capacityRows: rowsPerChunk) })
