@@ -40,12 +40,12 @@ public enum KernelVariant: String, Sendable {
     public func function(for dtype: LogitDType) -> RowKernel.Function {
         switch (self, dtype) {
         #if arch(x86_64)
-        case (.avx512, .float32): return RowKernelAVX512.evaluateFloat32
-        case (.avx512, .float16): return RowKernelAVX512.evaluateFloat16
-        case (.avx512, .bfloat16): return RowKernelAVX512.evaluateBFloat16
-        case (.avx2, .float32): return RowKernelAVX2.evaluateFloat32
-        case (.avx2, .float16): return RowKernelAVX2.evaluateFloat16
-        case (.avx2, .bfloat16): return RowKernelAVX2.evaluateBFloat16
+        case (.avx512, .float32): return SmoothdKernelAVX512.RowKernelVariant.evaluateFloat32
+        case (.avx512, .float16): return SmoothdKernelAVX512.RowKernelVariant.evaluateFloat16
+        case (.avx512, .bfloat16): return SmoothdKernelAVX512.RowKernelVariant.evaluateBFloat16
+        case (.avx2, .float32): return SmoothdKernelAVX2.RowKernelVariant.evaluateFloat32
+        case (.avx2, .float16): return SmoothdKernelAVX2.RowKernelVariant.evaluateFloat16
+        case (.avx2, .bfloat16): return SmoothdKernelAVX2.RowKernelVariant.evaluateBFloat16
         #endif
         case (_, .float32): return RowKernel.evaluateFloat32
         case (_, .float16): return RowKernel.evaluateFloat16
@@ -59,12 +59,12 @@ extension KernelVariant {
     public func batchFunction(for dtype: LogitDType) -> RowKernel.BatchFunction {
         switch (self, dtype) {
         #if arch(x86_64)
-        case (.avx512, .float32): return RowKernelAVX512.evaluateRowsFloat32
-        case (.avx512, .float16): return RowKernelAVX512.evaluateRowsFloat16
-        case (.avx512, .bfloat16): return RowKernelAVX512.evaluateRowsBFloat16
-        case (.avx2, .float32): return RowKernelAVX2.evaluateRowsFloat32
-        case (.avx2, .float16): return RowKernelAVX2.evaluateRowsFloat16
-        case (.avx2, .bfloat16): return RowKernelAVX2.evaluateRowsBFloat16
+        case (.avx512, .float32): return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsFloat32
+        case (.avx512, .float16): return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsFloat16
+        case (.avx512, .bfloat16): return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsBFloat16
+        case (.avx2, .float32): return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32
+        case (.avx2, .float16): return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat16
+        case (.avx2, .bfloat16): return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsBFloat16
         #endif
         case (_, .float32): return RowKernel.evaluateRowsFloat32
         case (_, .float16): return RowKernel.evaluateRowsFloat16

@@ -1,8 +1,12 @@
 import SmoothdKernel
 
-/// The row kernel compiled for AVX2 and FMA (this module is built with `-target-cpu haswell`).
-/// Call it only when `CPUFeatures.hasAVX2` is true.
-public enum RowKernelAVX2 {
+// This file is compiled twice: here (for AVX2 + FMA, `-target-cpu haswell`) and, through a symbolic
+// link, in SmoothdKernelAVX512 (`-target-cpu skylake-avx512`). The generic kernel is @inlinable, so each
+// module specialises it for its own CPU. `KernelVariant` (SmoothdMetrics) calls these only on CPUs
+// that have the features.
+
+/// The row kernel compiled for this module's CPU target.
+public enum RowKernelVariant {
     /// float32 rows.
     public static func evaluateFloat32(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
         RowKernel.kernel(row, k, y, Float32Loader.self, FusedMultiplyAdd.self)
@@ -15,7 +19,6 @@ public enum RowKernelAVX2 {
     public static func evaluateBFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
         RowKernel.kernel(row, k, y, BFloat16Loader.self, FusedMultiplyAdd.self)
     }
-
     /// float32 batches.
     public static func evaluateRowsFloat32(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
         RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float32Loader.self, FusedMultiplyAdd.self)
