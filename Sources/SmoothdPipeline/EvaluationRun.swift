@@ -47,8 +47,12 @@ struct RunFailure: Error {
     var payloadBytes: UInt64
 }
 
-/// One evaluation of one file. Its threads share it; every mutable field is guarded by `lock`,
-/// except `header`, which is written once (under `lock`) before any chunk exists.
+/// One evaluation of one file, shared by its decoder and worker threads.
+///
+/// `@unchecked Sendable`: `segments` and `frameCount` are written by `planSegments` before any thread
+/// starts and only read afterwards (thread start orders them); `header`, `kernel`, `pool`, `results`,
+/// `nextSegment`, `headerFailed` and `stopSpeculating` are read and written only while holding `lock`;
+/// `work` and the pool are `BlockingQueue`s, which synchronise themselves.
 final class EvaluationRun: @unchecked Sendable {
     let fd: Int32
     let fileSize: UInt64
@@ -433,9 +437,10 @@ final class EvaluationRun: @unchecked Sendable {
             bytesBase += result.payloadBytes
             rowsBase += result.rows
         }
-        guard header != nil else {
-            preconditionFailure("header missing after a successful join")
-        }
+        lock.lock()
+        let haveHeader = header != nil
+        lock.unlock()
+        precondition(haveHeader, "header missing after a successful join")
         return .success(bytesBase)
     }
 

@@ -4,7 +4,8 @@ import SmoothdMetrics
 /// A buffer of whole rows (raw logits plus labels) passed from a decoder to a worker.
 ///
 /// `@unchecked Sendable`: a chunk is owned by one thread at a time. It moves between threads only
-/// through `ChunkPool` and `WorkQueue`, whose lock orders every write before the next owner's reads.
+/// through the run's pool and work queue (`BlockingQueue`s), whose lock orders every write by one owner
+/// before the next owner's reads.
 final class RowChunk: @unchecked Sendable {
     let storage: UnsafeMutableRawBufferPointer
     /// Bytes of row data `storage` can hold (it is `RowKernel.readSlack` bytes longer).
