@@ -53,10 +53,10 @@ public enum SeparateMultiplyAdd: MultiplyAdd {
     @inlinable @inline(__always) public static func multiplyAdd(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes { a * b + c }
 }
 
-/// Fused multiply-add; only for code compiled for a CPU with FMA, where it is one instruction.
-public enum FusedMultiplyAdd: MultiplyAdd {
-    @inlinable @inline(__always) public static func multiplyAdd(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes { c.addingProduct(a, b) }
-}
+// Every generic function of the kernel takes the MultiplyAdd type as a parameter, and each CPU-specific
+// module passes a type of its own: a specialisation is then named after that module. Were two modules to
+// specialise a function for the same types, the linker would keep one copy, and an AVX2 CPU could end up
+// running the AVX-512 copy.
 
 /// Reads logits of one dtype as float lanes; the kernel is specialised for each.
 public protocol LogitLoader {
@@ -180,7 +180,7 @@ public enum RowKernel {
     /// so it reads up to 15 logits past the count: the caller guarantees those bytes are readable
     /// (`RowKernel.readSlack`). Per-lane inserts would go through memory and stall store forwarding.
     @inlinable @inline(__always)
-    public static func partialLanes<L: LogitLoader>(_ row: UnsafeRawPointer, _ index: Int, _ count: Int, fill: Float, _: L.Type) -> Lanes {
+    public static func partialLanes<L: LogitLoader, F: MultiplyAdd>(_ row: UnsafeRawPointer, _ index: Int, _ count: Int, fill: Float, _: L.Type, _: F.Type) -> Lanes {
         L.lanes(row, index).replacing(with: fill, where: laneIndex .>= LaneInts(repeating: Int32(count)))
     }
 
@@ -234,7 +234,7 @@ public enum RowKernel {
         }
         if i < y {
             let n = y &- i
-            let z = partialLanes(row, i, n, fill: -.greatestFiniteMagnitude, L.self)
+            let z = partialLanes(row, i, n, fill: -.greatestFiniteMagnitude, L.self, F.self)
             maxLanes = lanesMax(maxLanes, z)
             poison += z * zero
             let valid = unsafeBitCast(laneIndex .< LaneInts(repeating: Int32(n)), to: LaneInts.self)
@@ -251,7 +251,7 @@ public enum RowKernel {
         }
         if i < k {
             let n = k &- i
-            let z = partialLanes(row, i, n, fill: -.greatestFiniteMagnitude, L.self)
+            let z = partialLanes(row, i, n, fill: -.greatestFiniteMagnitude, L.self, F.self)
             maxLanes = lanesMax(maxLanes, z)
             poison += z * zero
             let valid = unsafeBitCast(laneIndex .< LaneInts(repeating: Int32(n)), to: LaneInts.self)
@@ -278,7 +278,7 @@ public enum RowKernel {
                 let n = blockEnd &- i
                 // Padding lanes read as the max minus 88 and are then zeroed out of every sum.
                 let padding = laneIndex .>= LaneInts(repeating: Int32(n))
-                let d = (partialLanes(row, i, n, fill: m - 88, L.self) - mLanes).replacing(with: -88, where: padding)
+                let d = (partialLanes(row, i, n, fill: m - 88, L.self, F.self) - mLanes).replacing(with: -88, where: padding)
                 accumulate(d, &e1, &e2, &ez, &zs, &maxCount, padding: padding, F.self)
                 i = blockEnd
             }

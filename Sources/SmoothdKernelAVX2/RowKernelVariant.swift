@@ -5,30 +5,36 @@ import SmoothdKernel
 // module specialises it for its own CPU. `KernelVariant` (SmoothdMetrics) calls these only on CPUs
 // that have the features.
 
+/// Fused multiply-add, one instruction on this module's CPU target. Declared here, in each CPU-specific
+/// module, so the kernel's specialisations carry this module's name (see `MultiplyAdd`).
+public enum ModuleFusedMultiplyAdd: MultiplyAdd {
+    @inlinable @inline(__always) public static func multiplyAdd(_ a: Lanes, _ b: Lanes, _ c: Lanes) -> Lanes { c.addingProduct(a, b) }
+}
+
 /// The row kernel compiled for this module's CPU target.
 public enum RowKernelVariant {
     /// float32 rows.
     public static func evaluateFloat32(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        RowKernel.kernel(row, k, y, Float32Loader.self, FusedMultiplyAdd.self)
+        RowKernel.kernel(row, k, y, Float32Loader.self, ModuleFusedMultiplyAdd.self)
     }
     /// float16 rows.
     public static func evaluateFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        RowKernel.kernel(row, k, y, Float16Loader.self, FusedMultiplyAdd.self)
+        RowKernel.kernel(row, k, y, Float16Loader.self, ModuleFusedMultiplyAdd.self)
     }
     /// bfloat16 rows.
     public static func evaluateBFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        RowKernel.kernel(row, k, y, BFloat16Loader.self, FusedMultiplyAdd.self)
+        RowKernel.kernel(row, k, y, BFloat16Loader.self, ModuleFusedMultiplyAdd.self)
     }
     /// float32 batches.
     public static func evaluateRowsFloat32(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
-        RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float32Loader.self, FusedMultiplyAdd.self)
+        RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float32Loader.self, ModuleFusedMultiplyAdd.self)
     }
     /// float16 batches.
     public static func evaluateRowsFloat16(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
-        RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float16Loader.self, FusedMultiplyAdd.self)
+        RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, Float16Loader.self, ModuleFusedMultiplyAdd.self)
     }
     /// bfloat16 batches.
     public static func evaluateRowsBFloat16(_ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignore: Int64, _ out: UnsafeMutablePointer<RowStatistics>) {
-        RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, BFloat16Loader.self, FusedMultiplyAdd.self)
+        RowKernel.evaluateRows(rows, k, rowBytes, labels, count, ignore, out, BFloat16Loader.self, ModuleFusedMultiplyAdd.self)
     }
 }
