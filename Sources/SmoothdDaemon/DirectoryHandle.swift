@@ -16,20 +16,64 @@ struct EntryInfo: Sendable, Equatable {
     var modificationNanoseconds: Int64
     /// Device number of the filesystem holding the entry.
     var device: UInt64
+    /// Inode number.
+    var inode: UInt64 = 0
+    /// Owner's user id.
+    var owner: UInt32 = 0
+    /// Permission bits (`st_mode & 0o7777`).
+    var permissions: UInt32 = 0
+    /// Status change time (content, owner, mode, links), in nanoseconds since the epoch.
+    var changeNanoseconds: Int64 = 0
+
+    /// Inode, size, modification and status change times: what tells a file that changed (or was replaced, or
+    /// given another owner or mode) from the one seen earlier.
+    var identity: FileIdentity {
+        FileIdentity(inode: inode, size: size, modificationNanoseconds: modificationNanoseconds, changeNanoseconds: changeNanoseconds)
+    }
+}
+
+/// What identifies one version of a file: inode, size, modification time and status change time.
+struct FileIdentity: Sendable, Hashable, CustomStringConvertible {
+    var inode: UInt64
+    var size: UInt64
+    var modificationNanoseconds: Int64
+    var changeNanoseconds: Int64
+
+    /// The identity of the open file `fd`, or `nil` when `fstat` fails.
+    init?(fileDescriptor fd: Int32) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let info = EntryInfo(st)
+        self = info.identity
+    }
+
+    init(inode: UInt64, size: UInt64, modificationNanoseconds: Int64, changeNanoseconds: Int64) {
+        self.inode = inode
+        self.size = size
+        self.modificationNanoseconds = modificationNanoseconds
+        self.changeNanoseconds = changeNanoseconds
+    }
+
+    var description: String { "\(size) bytes, mtime \(modificationNanoseconds) ns" }
 }
 
 /// An open directory. Every operation goes through `*at` system calls relative to this descriptor and never
 /// follows a symbolic link in the last path component, so a producer cannot redirect the daemon elsewhere.
+/// Names are single path components: a plain name, or an escaped key for a name that is not printable UTF-8
+/// (see ``ShardName``), which is turned back into the entry's exact bytes for the system call.
 ///
-/// `Sendable`: the only state is an immutable descriptor and path; the kernel serializes the calls made on it.
+/// `Sendable`: the only state is an immutable descriptor and path (and the test seam, itself `Sendable`); the
+/// kernel serializes the calls made on it.
 final class DirectoryHandle: Sendable {
     /// The open directory descriptor (`O_RDONLY | O_DIRECTORY`).
     let fd: Int32
     /// The path it was opened from (for messages only).
     let path: String
+    /// Failures injected by tests; `nil` in production.
+    let faults: FaultInjector?
 
     /// Opens (and with `create`, first creates) the directory at `path`. The path may go through symlinks.
-    init(path: String, create: Bool, mode: mode_t = 0o750) throws(FileSystemError) {
+    init(path: String, create: Bool, mode: mode_t = 0o750, faults: FaultInjector? = nil) throws(FileSystemError) {
         if create, mkdir(path, mode) != 0, errno != EEXIST {
             throw FileSystemError.current("mkdir", path)
         }
@@ -37,29 +81,34 @@ final class DirectoryHandle: Sendable {
         guard fd >= 0 else { throw FileSystemError.current("open", path) }
         self.fd = fd
         self.path = path
+        self.faults = faults
     }
 
     /// Opens (and with `create`, first creates) the subdirectory `name` of `parent`, refusing a symlink.
     init(parent: DirectoryHandle, name: String, create: Bool, mode: mode_t = 0o750) throws(FileSystemError) {
         let full = parent.display(name)
-        if create, mkdirat(parent.fd, name, mode) != 0, errno != EEXIST {
+        if create, withEntryName(name, { mkdirat(parent.fd, $0, mode) }) != 0, errno != EEXIST {
             throw FileSystemError.current("mkdir", full)
         }
-        let fd = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = withEntryName(name) { openat(parent.fd, $0, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW) }
         guard fd >= 0 else { throw FileSystemError.current("open", full) }
         self.fd = fd
         self.path = full
+        self.faults = parent.faults
     }
 
     deinit { close(fd) }
 
-    /// `path/name`, for messages.
-    func display(_ name: String) -> String { path.hasSuffix("/") ? path + name : path + "/" + name }
+    /// `path/name`, for messages (a key is shown as its display name, which is printable).
+    func display(_ name: String) -> String {
+        let shown = ShardName.display(name)
+        return path.hasSuffix("/") ? path + shown : path + "/" + shown
+    }
 
     /// Information about `name` without following a symlink, or `nil` when it does not exist.
     func entry(_ name: String) throws(FileSystemError) -> EntryInfo? {
         var st = stat()
-        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+        guard withEntryName(name, { fstatat(fd, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
             if errno == ENOENT { return nil }
             throw FileSystemError.current("stat", display(name))
         }
@@ -78,8 +127,8 @@ final class DirectoryHandle: Sendable {
         try entry(name) != nil
     }
 
-    /// Names of all entries but `.` and `..`. Names that are not valid UTF-8 are left out (they cannot be
-    /// final shard names and cannot be addressed through `String`).
+    /// Names of all entries but `.` and `..`: plain names, or escaped keys for names that are not printable
+    /// UTF-8 (see ``ShardName``).
     func names() throws(FileSystemError) -> [String] {
         let copy = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard copy >= 0 else { throw FileSystemError.current("open", path) }
@@ -96,12 +145,12 @@ final class DirectoryHandle: Sendable {
                 if errno != 0 { throw FileSystemError.current("readdir", path) }
                 break
             }
-            let name: String? = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: tuple.pointee)) {
-                    String(validatingCString: $0)
+            let name: String = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: UInt8.self, capacity: MemoryLayout.size(ofValue: tuple.pointee)) { bytes in
+                    ShardName.key(forEntryBytes: UnsafeBufferPointer(start: bytes, count: strlen(UnsafeRawPointer(bytes).assumingMemoryBound(to: CChar.self))))
                 }
             }
-            guard let name, name != ".", name != ".." else { continue }
+            guard name != ".", name != ".." else { continue }
             result.append(name)
         }
         return result
@@ -111,9 +160,15 @@ final class DirectoryHandle: Sendable {
     /// atomically where the kernel supports `renameat2(RENAME_NOREPLACE)`.
     func rename(_ name: String, to destination: DirectoryHandle, as newName: String, replace: Bool) throws(FileSystemError) {
         let what = "\(display(name)) -> \(destination.display(newName))"
+        if let injected = faults?.check(.rename, what) {
+            throw FileSystemError(operation: "rename", path: what, errorNumber: injected)
+        }
         if !replace {
             if let renameat2 = RenameAt2.function {
-                if renameat2(fd, name, destination.fd, newName, RenameAt2.noReplace) == 0 { return }
+                let result = withEntryName(name) { from in
+                    withEntryName(newName) { to in renameat2(fd, from, destination.fd, to, RenameAt2.noReplace) }
+                }
+                if result == 0 { return }
                 let code = errno
                 if code != EINVAL && code != ENOSYS {
                     throw FileSystemError(operation: "rename", path: what, errorNumber: code)
@@ -125,27 +180,34 @@ final class DirectoryHandle: Sendable {
                 throw FileSystemError(operation: "rename", path: what, errorNumber: EEXIST)
             }
         }
-        guard renameat(fd, name, destination.fd, newName) == 0 else {
+        let result = withEntryName(name) { from in withEntryName(newName) { to in renameat(fd, from, destination.fd, to) } }
+        guard result == 0 else {
             throw FileSystemError.current("rename", what)
         }
     }
 
     /// Removes the file `name`; a missing file is not an error.
     func unlink(_ name: String) throws(FileSystemError) {
-        if unlinkat(fd, name, 0) != 0, errno != ENOENT {
+        if withEntryName(name, { unlinkat(fd, $0, 0) }) != 0, errno != ENOENT {
             throw FileSystemError.current("unlink", display(name))
         }
     }
 
     /// `fsync` of the directory, which makes renames and unlinks in it durable.
     func sync() throws(FileSystemError) {
+        if let injected = faults?.check(.directorySync, path) {
+            throw FileSystemError(operation: "fsync", path: path, errorNumber: injected)
+        }
         guard fsync(fd) == 0 else { throw FileSystemError.current("fsync", path) }
     }
 
     /// Opens the regular file `name` for reading without following a symlink and without blocking on a FIFO.
     /// Anything other than a regular file is refused with `EFTYPE`-like `EINVAL`.
     func openRegularFile(_ name: String) throws(FileSystemError) -> Int32 {
-        let fd = openat(self.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        if let injected = faults?.check(.open, name) {
+            throw FileSystemError(operation: "open", path: display(name), errorNumber: injected)
+        }
+        let fd = withEntryName(name) { openat(self.fd, $0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY) }
         guard fd >= 0 else { throw FileSystemError.current("open", display(name)) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -189,8 +251,17 @@ final class DirectoryHandle: Sendable {
 
     /// Writes `bytes` to `name` so that, after any crash, `name` holds either its old content or all of `bytes`:
     /// a temporary file, `fsync`, `rename` over `name`, then (with `durable`) `fsync` of this directory.
+    ///
+    /// Any failure (including `ENOSPC` from `write` or `close`, and `EIO` from `fsync`) is thrown, never ignored,
+    /// and leaves no temporary file behind. A failing `fsync` is never retried on the same file (after it the
+    /// page cache may no longer hold the data); callers retry the whole write, which starts from a new file.
+    /// `name` must be a plain name (the daemon only writes names it made).
     func writeAtomically(_ name: String, bytes: [UInt8], durable: Bool = true, mode: mode_t = 0o644) throws(FileSystemError) {
+        precondition(!ShardName.isKey(name) && !name.utf8.contains(UInt8(ascii: "/")), "writeAtomically needs a plain file name")
         let temp = DirectoryHandle.temporaryName(for: name)
+        if let injected = faults?.check(.create, name) {
+            throw FileSystemError(operation: "create", path: display(temp), errorNumber: injected)
+        }
         var fd = openat(self.fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         if fd < 0, errno == EEXIST {
             try unlink(temp)
@@ -198,9 +269,16 @@ final class DirectoryHandle: Sendable {
         }
         guard fd >= 0 else { throw FileSystemError.current("create", display(temp)) }
         var failure: FileSystemError?
+        let faults = self.faults
         bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
+                if let injected = faults?.check(.write, name) {
+                    // As a full disk does: part of the data lands, then the call fails.
+                    _ = write(fd, buffer.baseAddress! + offset, min(512, buffer.count - offset))
+                    failure = FileSystemError(operation: "write", path: display(temp), errorNumber: injected)
+                    return
+                }
                 let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if n < 0 {
                     if errno == EINTR { continue }
@@ -210,11 +288,21 @@ final class DirectoryHandle: Sendable {
                 offset += n
             }
         }
-        if failure == nil, durable, fsync(fd) != 0 { failure = FileSystemError.current("fsync", display(temp)) }
+        if failure == nil, durable {
+            if let injected = faults?.check(.fileSync, name) {
+                failure = FileSystemError(operation: "fsync", path: display(temp), errorNumber: injected)
+            } else if fsync(fd) != 0 {
+                failure = FileSystemError.current("fsync", display(temp))
+            }
+        }
         if close(fd) != 0, failure == nil { failure = FileSystemError.current("close", display(temp)) }
         if let failure {
             _ = unlinkat(self.fd, temp, 0)
             throw failure
+        }
+        if let injected = faults?.check(.rename, name) {
+            _ = unlinkat(self.fd, temp, 0)
+            throw FileSystemError(operation: "rename", path: display(temp) + " -> " + display(name), errorNumber: injected)
         }
         guard renameat(self.fd, temp, self.fd, name) == 0 else {
             let error = FileSystemError.current("rename", display(temp) + " -> " + display(name))
@@ -236,6 +324,23 @@ extension EntryInfo {
         size = UInt64(max(0, st.st_size))
         modificationNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        owner = UInt32(st.st_uid)
+        permissions = UInt32(st.st_mode) & 0o7777
+        changeNanoseconds = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+    }
+}
+
+/// Calls `body` with the NUL-terminated bytes of the directory entry `name` stands for (a plain name, or an
+/// escaped key decoded back to the entry's exact bytes). A name is always one path component: one whose bytes
+/// would hold a `/` or a NUL, or be `.` or `..` (no shard or record name can), is passed as the empty name,
+/// which every call refuses (`ENOENT`), so no name can reach outside the directory.
+func withEntryName<T>(_ name: String, _ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
+    var bytes = ShardName.entryBytes(name)
+    if bytes.contains(UInt8(ascii: "/")) || bytes.contains(0) || bytes == Array("..".utf8) || bytes == Array(".".utf8) { bytes = [] }
+    bytes.append(0)
+    return try bytes.withUnsafeBufferPointer { buffer in
+        try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
     }
 }
 

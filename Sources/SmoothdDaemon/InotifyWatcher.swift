@@ -6,7 +6,8 @@ import Musl
 
 /// What the spool watcher reports.
 enum WatchEvent: Sendable, Equatable {
-    /// Entries that were renamed into the spool or closed after writing (names only; not yet checked).
+    /// Entries that were renamed into the spool or closed after writing (names only; not yet checked). Names
+    /// that are not printable UTF-8 come as escaped keys (see ``ShardName``).
     case names([String])
     /// The kernel's event queue overflowed: events were lost and the spool must be rescanned.
     case overflow
@@ -120,7 +121,7 @@ final class InotifyWatcher: Sendable {
             if length > 0, mask & UInt32(IN_ISDIR) == 0 {
                 let raw = bytes[nameStart..<(nameStart + length)]
                 let end = raw.firstIndex(of: 0) ?? raw.endIndex
-                if let name = String(validating: raw[raw.startIndex..<end], as: UTF8.self) { names.append(name) }
+                if end > raw.startIndex { names.append(ShardName.key(forEntryBytes: raw[raw.startIndex..<end])) }
             }
             offset = nameStart + length
         }

@@ -100,8 +100,21 @@ public struct JournalLogHandler: LogHandler {
 }
 
 extension String {
+    /// The text on one line and free of terminal control sequences: CR and LF become spaces, every other
+    /// control character (C0, DEL, C1, e.g. ESC) is written `\u{1B}`, so no value can forge a log line or
+    /// reach a terminal reading the log as a control sequence.
     func replacingNewlines() -> String {
-        guard contains(where: { $0 == "\n" || $0 == "\r" }) else { return self }
-        return String(map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+        guard unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return self }
+        var out = String.UnicodeScalarView()
+        for scalar in unicodeScalars {
+            if scalar == "\n" || scalar == "\r" {
+                out.append(" ")
+            } else if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                out.append(contentsOf: "\\u{\(String(scalar.value, radix: 16, uppercase: true))}".unicodeScalars)
+            } else {
+                out.append(scalar)
+            }
+        }
+        return String(out)
     }
 }

@@ -17,7 +17,10 @@ struct HTTPRoutes: Sendable {
 ///
 /// Requests with a body are refused (413) without reading it; other methods get 405, other paths 404.
 /// A connection idle for `idleTimeout`, or whose request head is not complete within `requestTimeout`, is closed,
-/// and at most `maxConnections` are served at once.
+/// and at most `maxConnections` are served at once (more are closed as soon as they are accepted). Request heads
+/// are limited by NIO's decoder (80 KiB of header fields; more is answered 431/400 and closed), and a client that
+/// does not read its answers is closed once 64 KiB of them wait in the outbound buffer, so no connection can make
+/// the server hold much memory.
 struct MetricsHTTPServer: Service {
     /// The address to bind.
     let address: ListenAddress
@@ -170,6 +173,12 @@ final class HTTPRouteHandler: ChannelInboundHandler, RemovableChannelHandler {
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
             if close { loopBound.value.close(promise: nil) }
+        }
+        if !close, !context.channel.isWritable {
+            // The client sends requests faster than it reads the answers (pipelining without reading): close
+            // rather than buffer responses without bound.
+            context.close(promise: nil)
+            return
         }
         if !close { armDeadline(context: context) }
     }

@@ -113,9 +113,13 @@ struct SpoolLoop {
     var nextRescan: Double
     var textfileDirty = true
     var lastStatus = ""
-    var retryAttempts: [String: Int] = [:]
-    /// Names that could not be claimed in this run (skipped by rescans in `--exit-when-idle` mode).
-    var unclaimable: Set<String> = []
+    /// Earlier tries of claimed shards that did not commit, by instance.
+    var attempts: [String: ShardAttempts] = [:]
+    /// Spool entries that could not be claimed (e.g. `rename` refused: another user's file in a sticky spool,
+    /// a read-only spool). Each is logged once and tried again only after a backoff (doubling from 30 s to
+    /// 15 min), or as soon as the file changes; with `--exit-when-idle`, not again in this run. So an entry the
+    /// daemon cannot take never makes it loop.
+    var unclaimable: [String: UnclaimableEntry] = [:]
 
     var configuration: DaemonConfiguration { service.configuration }
     var logger: Logger { service.logger }
@@ -176,6 +180,7 @@ struct SpoolLoop {
             } else if !stopping, scheduler.takeRescanNeed() {
                 rescan(reason: "queue had been full")
             }
+            service.totals.flushIfNeeded()
             if textfileDirty { writeTextfile() }
             let text = service.status.current
             if text != lastStatus, !stopping {
@@ -217,13 +222,24 @@ struct SpoolLoop {
     mutating func detect(_ name: String) {
         guard !stopping else { return }
         do {
-            guard let size = try service.store.candidateSize(name) else { return }
-            if scheduler.enqueue(.spool(name), size: size) == .added {
-                logger.debug("shard detected", metadata: ["shard": "\(name)", "bytes": "\(size)"])
+            guard let info = try service.store.candidate(name), !skipUnclaimable(name, info) else { return }
+            if scheduler.enqueue(.spool(name), size: info.size) == .added {
+                logger.debug("shard detected", metadata: ["shard": "\(ShardName.display(name))", "bytes": "\(info.size)"])
             }
         } catch {
-            logger.warning("cannot inspect spool entry", metadata: ["shard": "\(name)", "error": "\(error)"])
+            logger.warning("cannot inspect spool entry", metadata: ["shard": "\(ShardName.display(name))", "error": "\(error)"])
         }
+    }
+
+    /// Whether `name`, which could not be claimed earlier, is still to be left alone for now.
+    mutating func skipUnclaimable(_ name: String, _ info: EntryInfo) -> Bool {
+        guard let entry = unclaimable[name] else { return false }
+        if entry.identity != info.identity {
+            unclaimable[name] = nil  // the file changed (new owner, mode or content): try again now
+            return false
+        }
+        if configuration.exitWhenIdle { return true }
+        return WallClock.monotonic() < entry.notBefore
     }
 
     mutating func rescan(reason: String) {
@@ -231,10 +247,13 @@ struct SpoolLoop {
         service.metrics.rescans.increment()
         do {
             var added = 0
-            for (name, size) in try service.store.scanSpool() {
-                if configuration.exitWhenIdle, unclaimable.contains(name) { continue }
-                if scheduler.enqueue(.spool(name), size: size) == .added { added += 1 }
+            var present: Set<String> = []
+            for (name, info) in try service.store.scanSpoolEntries() {
+                present.insert(name)
+                if skipUnclaimable(name, info) { continue }
+                if scheduler.enqueue(.spool(name), size: info.size) == .added { added += 1 }
             }
+            unclaimable = unclaimable.filter { present.contains($0.key) }
             logger.debug("rescanned the spool", metadata: ["reason": "\(reason)", "new": "\(added)"])
         } catch {
             logger.error("cannot scan the spool", metadata: ["error": "\(error)"])
@@ -253,24 +272,46 @@ struct SpoolLoop {
                     switch try service.store.claim(name) {
                     case .claimed(let claimed):
                         item = claimed
+                        unclaimable[name] = nil
                         if claimed.instance != claimed.source {
                             service.metrics.nameReuses.increment()
                             logger.warning("shard name was already processed; recording it under a distinct name",
-                                           metadata: ["shard": "\(name)", "instance": "\(claimed.instance)"])
+                                           metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
                         }
-                        logger.debug("shard claimed", metadata: ["shard": "\(name)", "instance": "\(claimed.instance)"])
+                        if ShardName.isKey(name) {
+                            logger.notice("shard name is not printable UTF-8; recorded under its escaped name",
+                                          metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+                        }
+                        logger.debug("shard claimed", metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
                     case .vanished, .ignored:
                         scheduler.finished(shard)
                         continue
                     }
                 } catch {
-                    logger.error("cannot claim shard", metadata: ["shard": "\(name)", "error": "\(error)"])
-                    unclaimable.insert(name)
+                    noteUnclaimable(name, error: error)
                     scheduler.finished(shard)
                     continue
                 }
             }
             start(shard: shard, item: item)
+        }
+    }
+
+    /// Remembers a spool entry that could not be claimed; logs it once (at error level), later failures at debug.
+    mutating func noteUnclaimable(_ name: String, error: FileSystemError) {
+        service.metrics.claimErrors.increment()
+        let identity = (try? service.store.spool.entry(name))?.identity ?? FileIdentity(inode: 0, size: 0, modificationNanoseconds: 0, changeNanoseconds: 0)
+        var entry = unclaimable[name] ?? UnclaimableEntry(identity: identity, failures: 0, notBefore: 0)
+        entry.identity = identity
+        entry.failures += 1
+        let delay = min(900.0, 30.0 * Double(1 << min(entry.failures - 1, 5)))
+        entry.notBefore = WallClock.monotonic() + delay
+        unclaimable[name] = entry
+        let meta: Logger.Metadata = ["shard": "\(ShardName.display(name))", "error": "\(error)", "retry_in_seconds": "\(configuration.exitWhenIdle ? 0 : delay)"]
+        if entry.failures == 1 {
+            logger.error("cannot claim shard; it is left in the spool and tried again only after a backoff or when it changes", metadata: meta)
+        } else {
+            logger.debug("still cannot claim shard", metadata: meta)
         }
     }
 
@@ -284,11 +325,12 @@ struct SpoolLoop {
         let gate = service.gate
         let continuation = self.continuation
         let pool = workPool
+        let attempts = self.attempts[item.instance] ?? ShardAttempts()
         Task {
             let result: ShardResult
             do {
                 result = try await pool.runIfActive {
-                    store.process(item, evaluator: evaluator, options: options, totals: totals, gate: gate)
+                    store.process(item, evaluator: evaluator, options: options, totals: totals, gate: gate, attempts: attempts)
                 }
             } catch {
                 result = .abandoned(item)
@@ -305,7 +347,7 @@ struct SpoolLoop {
         if item.instance != item.source { meta["instance"] = "\(item.instance)" }
         switch result {
         case .succeeded(_, let facts):
-            retryAttempts[item.instance] = nil
+            attempts[item.instance] = nil
             service.health.setProblem(nil)
             metrics.shardsOK.increment()
             metrics.rows.increment(by: Int64(clamping: facts.rows))
@@ -319,7 +361,7 @@ struct SpoolLoop {
             logger.info("shard processed", metadata: meta)
             textfileDirty = true
         case .failed(_, let facts):
-            retryAttempts[item.instance] = nil
+            attempts[item.instance] = nil
             service.health.setProblem(nil)
             metrics.shardsFailed.increment()
             metrics.compressedBytes.increment(by: Int64(clamping: facts.compressedBytes))
@@ -330,13 +372,19 @@ struct SpoolLoop {
             logger.warning("invalid shard quarantined in failed/", metadata: meta)
             textfileDirty = true
         case .completedEarlierCommit(_, let succeeded):
-            retryAttempts[item.instance] = nil
+            // Its record was written in this run, by an attempt whose commit then failed: count it now.
+            attempts[item.instance] = nil
+            service.health.setProblem(nil)
+            (succeeded ? metrics.shardsOK : metrics.shardsFailed).increment()
+            textfileDirty = true
             meta["result"] = succeeded ? "ok" : "failed"
-            logger.info("completed the commit of a shard recorded before a restart", metadata: meta)
+            logger.info("completed the commit of a shard whose record an earlier attempt wrote", metadata: meta)
         case .retry(_, let error):
             metrics.commitErrors.increment()
-            let attempts = (retryAttempts[item.instance] ?? 0) + 1
-            retryAttempts[item.instance] = attempts
+            var tries = self.attempts[item.instance] ?? ShardAttempts()
+            tries.commitFailures += 1
+            self.attempts[item.instance] = tries
+            let attempts = tries.commitFailures
             service.health.setProblem("commit failed: \(error)")
             meta["error"] = "\(error)"
             meta["attempt"] = "\(attempts)"
@@ -349,6 +397,32 @@ struct SpoolLoop {
             let delay = min(60.0, 2.0 * Double(1 << min(attempts - 1, 5)))
             meta["retry_in_seconds"] = "\(delay)"
             logger.error("cannot commit shard; it stays claimed and is retried", metadata: meta)
+            if !stopping {
+                scheduler.enqueue(.claimed(item), size: item.size, notBefore: WallClock.monotonic() + delay)
+            }
+        case .retryRead(_, let error):
+            metrics.readErrors.increment()
+            var tries = attempts[item.instance] ?? ShardAttempts()
+            tries.readFailures += 1
+            attempts[item.instance] = tries
+            let delay = 2.0 * Double(1 << min(tries.readFailures - 1, 5))
+            meta["error"] = "\(error)"
+            meta["attempt"] = "\(tries.readFailures)"
+            meta["retry_in_seconds"] = "\(delay)"
+            logger.error("cannot read shard; it stays claimed and is retried", metadata: meta)
+            if !stopping {
+                scheduler.enqueue(.claimed(item), size: item.size, notBefore: WallClock.monotonic() + delay)
+            }
+        case .unsettled(_, let what):
+            metrics.unsettled.increment()
+            var tries = attempts[item.instance] ?? ShardAttempts()
+            tries.changes += 1
+            attempts[item.instance] = tries
+            let delay = Double(1 << min(tries.changes - 1, 6))
+            meta["change"] = "\(what)"
+            meta["attempt"] = "\(tries.changes)"
+            meta["retry_in_seconds"] = "\(delay)"
+            logger.warning("shard is still being written (it changed while it was read); evaluating it again later", metadata: meta)
             if !stopping {
                 scheduler.enqueue(.claimed(item), size: item.size, notBefore: WallClock.monotonic() + delay)
             }
@@ -400,6 +474,16 @@ struct SpoolLoop {
         let ledger = service.totals.snapshot
         logger.info("totals flushed", metadata: ["shards_ok": "\(ledger.shardsOK)", "shards_failed": "\(ledger.shardsFailed)"])
     }
+}
+
+/// A spool entry that could not be claimed, and when to try it again.
+struct UnclaimableEntry: Sendable, Equatable {
+    /// The file as it was when the claim failed; any change makes it claimable again at once.
+    var identity: FileIdentity
+    /// Claims that failed.
+    var failures: Int
+    /// Monotonic time before which it is not tried again.
+    var notBefore: Double
 }
 
 /// A thread-safe copy of the last status line, for `READY=1`.

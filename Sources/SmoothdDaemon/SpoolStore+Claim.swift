@@ -15,26 +15,37 @@ enum ClaimResult: Sendable, Equatable {
 }
 
 extension SpoolStore {
+    /// The entry `name` in the spool when it is a regular file with a final name, else `nil`.
+    func candidate(_ name: String) throws(FileSystemError) -> EntryInfo? {
+        guard ShardName.isFinal(name), let info = try spool.entry(name), info.kind == .regular else { return nil }
+        return info
+    }
+
     /// The size of `name` in the spool when it is a regular file with a final name, else `nil`.
     func candidateSize(_ name: String) throws(FileSystemError) -> UInt64? {
-        guard ShardName.isFinal(name), let info = try spool.entry(name), info.kind == .regular else { return nil }
-        return info.size
+        try candidate(name)?.size
     }
 
-    /// Final-named regular files in the spool, oldest modification first (rescans).
+    /// Final-named regular files in the spool, oldest modification first (rescans). Names are plain names or
+    /// escaped keys (see ``ShardName``).
     func scanSpool() throws(FileSystemError) -> [(name: String, size: UInt64)] {
-        var found: [(name: String, size: UInt64, time: Int64)] = []
+        try scanSpoolEntries().map { ($0.name, $0.info.size) }
+    }
+
+    /// ``scanSpool()`` with each entry's full information.
+    func scanSpoolEntries() throws(FileSystemError) -> [(name: String, info: EntryInfo)] {
+        var found: [(name: String, info: EntryInfo)] = []
         for name in try spool.names() where ShardName.isFinal(name) {
             guard let info = try spool.entry(name), info.kind == .regular else { continue }
-            found.append((name, info.size, info.modificationNanoseconds))
+            found.append((name, info))
         }
-        found.sort { ($0.time, $0.name) < ($1.time, $1.name) }
-        return found.map { ($0.name, $0.size) }
+        found.sort { ($0.info.modificationNanoseconds, $0.name) < ($1.info.modificationNanoseconds, $1.name) }
+        return found
     }
 
-    /// Claims the spool entry `name` by renaming it into the work directory under its first unused instance name
-    /// (`name`, then `name~2`, …), so a reused name never overwrites an earlier shard's records.
-    /// Must be called by one task at a time.
+    /// Claims the spool entry `name` (a plain name or an escaped key) by renaming it into the work directory
+    /// under its first unused instance name (its display name, then `~2`, `~3`, …), so a reused name never
+    /// overwrites an earlier shard's records. Must be called by one task at a time.
     func claim(_ name: String) throws(FileSystemError) -> ClaimResult {
         guard ShardName.isFinal(name) else { return .ignored }
         guard let info = try spool.entry(name) else { return .vanished }
@@ -57,7 +68,7 @@ extension SpoolStore {
                 try? work.rename(instance, to: spool, as: name, replace: false)
                 return .ignored
             }
-            return .claimed(WorkItem(source: name, instance: instance, size: claimed.size))
+            return .claimed(WorkItem(source: ShardName.display(name), instance: instance, size: claimed.size))
         }
     }
 }

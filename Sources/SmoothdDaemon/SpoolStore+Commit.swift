@@ -39,12 +39,20 @@ struct FailureFacts: Sendable, Equatable {
 enum ShardResult: Sendable {
     /// The summary was committed and the shard moved to `done/` (or deleted).
     case succeeded(WorkItem, ShardFacts)
-    /// The shard is invalid: `NAME.error.json` written, the shard moved to `failed/`.
+    /// The shard is invalid, or was rejected (unreadable, kept changing): `NAME.error.json` written, the shard
+    /// moved to `failed/`.
     case failed(WorkItem, FailureFacts)
-    /// Its record already existed (a commit interrupted by a crash); only the move was finished.
+    /// Its record already existed (a commit interrupted by a crash or an I/O error); only the move was finished.
     case completedEarlierCommit(WorkItem, succeeded: Bool)
-    /// An I/O error while reading or committing; the shard stays claimed and is retried later.
+    /// An I/O error while committing (output full, read-only, failing `fsync`): the shard stays claimed and is
+    /// retried with backoff for as long as it takes.
     case retry(WorkItem, String)
+    /// An I/O error while opening or reading the shard: it stays claimed and is retried with backoff, at most
+    /// ``SpoolStore/maximumReadFailures`` times, then rejected.
+    case retryRead(WorkItem, String)
+    /// The file's size or modification time changed while it was read (a producer still writing it): nothing was
+    /// committed; it is evaluated again after a backoff, at most ``SpoolStore/maximumChanges`` times, then rejected.
+    case unsettled(WorkItem, String)
     /// Shutdown abandoned it before its commit; it stays claimed for the next start.
     case abandoned(WorkItem)
     /// It turned out not to be a regular file and was put back.
@@ -53,27 +61,66 @@ enum ShardResult: Sendable {
     /// The shard concerned.
     var item: WorkItem {
         switch self {
-        case .succeeded(let i, _), .failed(let i, _), .completedEarlierCommit(let i, _), .retry(let i, _), .abandoned(let i), .ignored(let i):
+        case .succeeded(let i, _), .failed(let i, _), .completedEarlierCommit(let i, _), .retry(let i, _), .retryRead(let i, _),
+             .unsettled(let i, _), .abandoned(let i), .ignored(let i):
             return i
         }
     }
 }
 
+/// How many times a claimed shard has already been tried without a commit (kept by the spool loop).
+struct ShardAttempts: Sendable, Equatable {
+    /// Earlier attempts that could not open or read the shard.
+    var readFailures = 0
+    /// Earlier attempts during which the file changed.
+    var changes = 0
+    /// Earlier attempts whose commit failed.
+    var commitFailures = 0
+}
+
+/// `kind` values of the error records the daemon writes itself, besides the shard format's kinds.
+enum RejectionKind {
+    /// The shard cannot be opened for reading (`EACCES`/`EPERM`: owned by another user, mode 000 …), or reading
+    /// it kept failing.
+    static let unreadable = "unreadable"
+    /// The file kept changing while it was read: a producer writing in place instead of renaming.
+    static let unstable = "unstable_file"
+}
+
 extension SpoolStore {
+    /// Attempts without a successful read after which a shard is rejected as `unreadable`.
+    static let maximumReadFailures = 5
+    /// Attempts during which the file changed after which it is rejected as `unstable_file`.
+    static let maximumChanges = 6
+    /// A `truncated` verdict on a file modified less than this many seconds ago is confirmed only after the file
+    /// has stayed unchanged that long (it may still be being written in place).
+    static let settleSeconds = 1.0
+
     /// Evaluates the claimed shard and commits the outcome: the record (`NAME.summary.json` or `NAME.error.json`)
     /// is written durably, the totals are updated, and only then is the shard moved out of the work directory.
-    /// Blocking; run it on a thread of its own.
+    /// Blocking; run it on a thread of its own. `attempts` counts earlier tries of this instance.
+    ///
+    /// Growing files: the file's identity (inode, size, modification and change times) is taken when it is opened
+    /// and again after the evaluation (and, for a `truncated` verdict on a file modified within ``settleSeconds``,
+    /// once it has been quiet that long). If they differ, nothing is committed and the result is
+    /// ``ShardResult/unsettled(_:_:)``.
     func process(
-        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsBook, gate: CommitGate
+        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsBook, gate: CommitGate,
+        attempts: ShardAttempts = ShardAttempts()
     ) -> ShardResult {
         do {
-            // A crash may have happened after the record was written: finish that commit, write nothing new.
+            // A crash (or a failed directory fsync) may have happened after the record was renamed into place:
+            // finish that commit and write nothing new.
             if try output.exists(ShardName.summaryFile(item.instance)) {
+                try adoptRecord(item, succeeded: true, totals: totals)
                 try finishCommit(item, succeeded: true)
+                totals.commitFinished(item.instance)
                 return .completedEarlierCommit(item, succeeded: true)
             }
             if try output.exists(ShardName.errorFile(item.instance)) {
+                try adoptRecord(item, succeeded: false, totals: totals)
                 try finishCommit(item, succeeded: false)
+                totals.commitFinished(item.instance)
                 return .completedEarlierCommit(item, succeeded: false)
             }
             // Make the claim durable before any record can refer to it.
@@ -88,14 +135,44 @@ extension SpoolStore {
         do {
             fd = try work.openRegularFile(item.instance)
         } catch {
-            if error.errorNumber == ELOOP || error.errorNumber == EINVAL {
+            switch error.errorNumber {
+            case ELOOP, EINVAL:
                 try? work.rename(item.instance, to: spool, as: item.source, replace: false)
                 return .ignored(item)
+            case EACCES, EPERM:
+                return reject(item, kind: RejectionKind.unreadable, reason: "cannot open the shard for reading: "
+                    + "\(String(cString: strerror(error.errorNumber))) (check its owner and mode)", gate: gate, totals: totals, start: start)
+            default:
+                if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
+                    return reject(item, kind: RejectionKind.unreadable, reason: "cannot open the shard: \(String(cString: strerror(error.errorNumber))) "
+                        + "(\(attempts.readFailures + 1) attempts)", gate: gate, totals: totals, start: start)
+                }
+                return .retryRead(item, "\(error)")
             }
-            return .retry(item, "\(error)")
         }
+        let before = FileIdentity(fileDescriptor: fd)
         let outcome = evaluator.evaluate(fileDescriptor: fd, displayName: item.source)
+        faults?.evaluated(item.instance)
+        var after = FileIdentity(fileDescriptor: fd)
+        if case .failure(let failure) = outcome, failure.kind == "truncated", before == after, let after0 = after {
+            // A file written moments ago that ends early may be a producer still writing it in place (a partial
+            // write reads as `truncated`): confirm the verdict only once the file has been quiet for settleSeconds.
+            let age = WallClock.now() - Double(after0.modificationNanoseconds) / 1e9
+            if age >= 0, age < SpoolStore.settleSeconds {
+                sleepSeconds(SpoolStore.settleSeconds - age)
+                after = FileIdentity(fileDescriptor: fd)
+            }
+        }
         close(fd)
+        if before == nil || before != after {
+            let what = "the file changed while it was read (\(before?.description ?? "?") -> \(after?.description ?? "?"))"
+            if attempts.changes + 1 >= SpoolStore.maximumChanges {
+                return reject(item, kind: RejectionKind.unstable, reason: "the file kept changing while it was read "
+                    + "(\(attempts.changes + 1) attempts); producers must write under a temporary name and rename when done",
+                    gate: gate, totals: totals, start: start)
+            }
+            return .unsettled(item, what)
+        }
 
         guard gate.begin() else { return .abandoned(item) }
         defer { gate.end() }
@@ -106,21 +183,28 @@ extension SpoolStore {
                 let seconds = WallClock.monotonic() - start
                 let record = SpoolStore.summaryRecord(summary, item: item, options: options, time: time, seconds: seconds)
                 try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: Array((record.serialized(pretty: true) + "\n").utf8))
-                totals.recordSuccess(summary.accumulator, time: time, file: ShardName.summaryFile(item.instance))
+                totals.recordSuccess(summary.accumulator, time: time, file: ShardName.summaryFile(item.instance), instance: item.instance)
                 try finishCommit(item, succeeded: true)
+                totals.commitFinished(item.instance)
                 return .succeeded(item, ShardFacts(
                     rows: summary.accumulator.rows, countedRows: summary.accumulator.countedRows,
                     compressedBytes: summary.compressedBytes, payloadBytes: summary.payloadBytes,
                     seconds: WallClock.monotonic() - start))
             case .failure(let failure) where failure.kind == "io_error":
-                // Not the shard's fault (e.g. EIO): keep it claimed and try again later.
-                return .retry(item, "cannot read shard: \(failure.reason)")
+                // Not the shard's fault (e.g. EIO): keep it claimed and try again later, a bounded number of times.
+                if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
+                    return commitRejection(item, kind: RejectionKind.unreadable, reason: "cannot read the shard: \(failure.reason) "
+                        + "(\(attempts.readFailures + 1) attempts)", offset: failure.offset, compressedBytes: failure.compressedBytes,
+                        totals: totals, time: time, start: start)
+                }
+                return .retryRead(item, "cannot read shard: \(failure.reason)")
             case .failure(let failure):
                 let seconds = WallClock.monotonic() - start
                 let record = SpoolStore.errorRecord(failure, item: item, time: time, seconds: seconds)
                 try output.writeAtomically(ShardName.errorFile(item.instance), bytes: Array((record.serialized(pretty: true) + "\n").utf8))
-                totals.recordFailure(time: time)
+                totals.recordFailure(time: time, instance: item.instance)
                 try finishCommit(item, succeeded: false)
+                totals.commitFinished(item.instance)
                 return .failed(item, FailureFacts(
                     reason: failure.reason, kind: failure.kind, offset: failure.offset,
                     compressedBytes: failure.compressedBytes, seconds: seconds))
@@ -130,9 +214,71 @@ extension SpoolStore {
         }
     }
 
+    /// Rejects a shard the daemon could not or would not evaluate: an error record of `kind`, the shard to `failed/`.
+    private func reject(_ item: WorkItem, kind: String, reason: String, gate: CommitGate, totals: TotalsBook, start: Double) -> ShardResult {
+        guard gate.begin() else { return .abandoned(item) }
+        defer { gate.end() }
+        return commitRejection(item, kind: kind, reason: reason, offset: nil, compressedBytes: item.size, totals: totals,
+                               time: WallClock.iso8601(WallClock.now()), start: start)
+    }
+
+    /// Commits a rejection; the caller holds the commit gate.
+    private func commitRejection(
+        _ item: WorkItem, kind: String, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsBook, time: String, start: Double
+    ) -> ShardResult {
+        let seconds = WallClock.monotonic() - start
+        let record = JSONValue.object([
+            ("shard", .string(item.source)), ("ok", .bool(false)),
+            ("error", .object([("kind", .string(kind)), ("offset", offset.map { .int(Int64(clamping: $0)) } ?? .null), ("reason", .string(reason))])),
+        ] + (item.instance != item.source ? [("instance", .string(item.instance))] : []) + [
+            ("failed_at", .string(time)), ("processing_seconds", .double(seconds)),
+            ("compressed_bytes", .int(Int64(clamping: compressedBytes))),
+        ])
+        do {
+            try output.writeAtomically(ShardName.errorFile(item.instance), bytes: Array((record.serialized(pretty: true) + "\n").utf8))
+            totals.recordFailure(time: time, instance: item.instance)
+            try finishCommit(item, succeeded: false)
+            totals.commitFinished(item.instance)
+        } catch {
+            return .retry(item, "\(error)")
+        }
+        return .failed(item, FailureFacts(reason: reason, kind: kind, offset: offset, compressedBytes: compressedBytes, seconds: seconds))
+    }
+
+    /// A record of `item` exists in the output directory although this run has not counted it: its write failed
+    /// after the rename (the directory `fsync` reported an error). Writes it again (a new temporary file, `fsync`,
+    /// `rename`, directory `fsync`: a failed `fsync` is never trusted to have made anything durable) and counts
+    /// it in the totals. Records counted already are left as they are.
+    func adoptRecord(_ item: WorkItem, succeeded: Bool, totals: TotalsBook) throws {
+        guard !totals.hasRecorded(item.instance) else { return }
+        let file = succeeded ? ShardName.summaryFile(item.instance) : ShardName.errorFile(item.instance)
+        let bytes = try output.readFile(file)
+        let record = try JSONValue.parse(utf8: bytes)
+        try output.writeAtomically(file, bytes: bytes)
+        if succeeded {
+            guard let state = record["state"], let time = record["processed_at"]?.stringValue else {
+                throw FileSystemError(operation: "read (not a summary)", path: output.display(file), errorNumber: EINVAL)
+            }
+            totals.recordSuccess(try MetricAccumulator(jsonState: state), time: time, file: file, instance: item.instance)
+        } else {
+            guard let time = record["failed_at"]?.stringValue else {
+                throw FileSystemError(operation: "read (not an error record)", path: output.display(file), errorNumber: EINVAL)
+            }
+            totals.recordFailure(time: time, instance: item.instance)
+        }
+    }
+
     /// Moves a shard whose record is committed out of the work directory: to `done/` (or deleted with
     /// `--delete-processed`) after a summary, to `failed/` after an error record.
+    ///
+    /// If the shard has already left the work directory (an earlier attempt renamed it, then a directory `fsync`
+    /// failed), only the `fsync`s are done again.
     func finishCommit(_ item: WorkItem, succeeded: Bool) throws(FileSystemError) {
+        if try work.entry(item.instance) == nil {
+            try (succeeded ? done : failed)?.sync()
+            try work.sync()
+            return
+        }
         guard let destination = succeeded ? done : failed else {
             try work.unlink(item.instance)
             try work.sync()
@@ -155,10 +301,15 @@ extension SpoolStore {
         try work.sync()
     }
 
-    /// `NAME.summary.json`: the `eval --json` shard entry, plus `instance` (when the name was reused),
+    /// `NAME.summary.json`: the `eval --json` shard entry (its `meta` replaced by `null` and a `meta_omitted`
+    /// object when it is larger or deeper than ``SummaryMeta`` allows), plus `instance` (when the name was reused),
     /// `processed_at`, `processing_seconds`, the byte counts and the exact accumulator `state` that totals merge.
     static func summaryRecord(_ summary: ShardSummary, item: WorkItem, options: MetricOptions, time: String, seconds: Double) -> JSONValue {
         var members = summary.entry(options: options).objectMembers ?? [("shard", .string(item.source))]
+        if let meta = summary.header.meta, let omitted = SummaryMeta.reasonToOmit(meta) {
+            members.set("meta", .null)
+            members.set("meta_omitted", .object([("reason", .string(omitted)), ("meta_bytes", .int(Int64(summary.header.metaLength)))]))
+        }
         if item.instance != item.source { members.set("instance", .string(item.instance)) }
         members.set("processed_at", .string(time))
         members.set("processing_seconds", .double(seconds))
@@ -178,4 +329,76 @@ extension SpoolStore {
         members.set("compressed_bytes", .int(Int64(clamping: failure.compressedBytes)))
         return .object(members)
     }
+}
+
+/// How much of a producer's `meta` a summary keeps. The shard format allows 1 MiB of meta nested 256 deep, which
+/// compresses to almost nothing; written into an indented summary it could grow hundreds of times (each nesting
+/// level adds two spaces to every line below it), and nested that deep inside the summary it could no longer be
+/// read back when totals are rebuilt at start. Meta within both limits is kept as it is (escaped by the JSON writer).
+enum SummaryMeta {
+    /// The most bytes meta may take in an indented summary.
+    static let maximumBytes = 64 << 10
+    /// The deepest nesting kept (the meta object itself is level 1).
+    static let maximumDepth = 32
+
+    /// Why `meta` is left out of a summary, or `nil` when it is kept.
+    static func reasonToOmit(_ meta: JSONValue) -> String? {
+        var budget = maximumBytes
+        switch measure(meta, depth: 1, indent: 1, budget: &budget) {
+        case .fits: return nil
+        case .tooDeep: return "meta is nested deeper than \(maximumDepth) levels"
+        case .tooLarge: return "meta would take more than \(maximumBytes) bytes in the summary"
+        }
+    }
+
+    enum Verdict { case fits, tooDeep, tooLarge }
+
+    /// Walks `value` as the indented writer would print it at `indent`, subtracting its size from `budget`;
+    /// stops at the first limit crossed, so hostile meta costs at most `maximumBytes` of work.
+    static func measure(_ value: JSONValue, depth: Int, indent: Int, budget: inout Int) -> Verdict {
+        switch value {
+        case .null, .bool: budget -= 5
+        case .int: budget -= 20
+        case .double: budget -= 24
+        case .string(let s): budget -= stringCost(s, budget: budget)
+        case .array(let items):
+            guard depth <= maximumDepth else { return .tooDeep }
+            budget -= 2 + 2 * indent
+            for item in items {
+                budget -= 2 + 2 * (indent + 1)
+                if budget < 0 { return .tooLarge }
+                let verdict = measure(item, depth: depth + 1, indent: indent + 1, budget: &budget)
+                if verdict != .fits { return verdict }
+            }
+        case .object(let members):
+            guard depth <= maximumDepth else { return .tooDeep }
+            budget -= 2 + 2 * indent
+            for (key, item) in members {
+                budget -= 4 + 2 * (indent + 1) + stringCost(key, budget: budget)
+                if budget < 0 { return .tooLarge }
+                let verdict = measure(item, depth: depth + 1, indent: indent + 1, budget: &budget)
+                if verdict != .fits { return verdict }
+            }
+        }
+        return budget < 0 ? .tooLarge : .fits
+    }
+
+    /// Bytes of `s` as an escaped JSON string (an upper bound; stops counting past `budget`).
+    static func stringCost(_ s: String, budget: Int) -> Int {
+        var cost = 2
+        for scalar in s.unicodeScalars {
+            cost += scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x22 || scalar.value == 0x5C
+                || (0x2028...0x2029).contains(scalar.value) ? 6 : UTF8.width(scalar)
+            if cost > budget { return cost }
+        }
+        return cost
+    }
+}
+
+/// Sleeps the calling thread (a worker) for `seconds`.
+func sleepSeconds(_ seconds: Double) {
+    guard seconds > 0 else { return }
+    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
 }

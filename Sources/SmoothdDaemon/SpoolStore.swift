@@ -50,11 +50,18 @@ final class SpoolStore: Sendable {
     let failed: DirectoryHandle
     /// The output directory.
     let output: DirectoryHandle
+    /// Failures injected by tests (`nil` in production).
+    let faults: FaultInjector?
 
     /// Opens (creating when missing) every directory and takes the spool lock.
-    init(spoolPath: String, outputPath: String, deleteProcessed: Bool) throws {
-        spool = try DirectoryHandle(path: spoolPath, create: true)
-        output = try DirectoryHandle(path: outputPath, create: true)
+    ///
+    /// The work directory must belong to the daemon's user: whoever owns it could swap claimed shards. One left
+    /// by another user (e.g. created by a producer before the first start) is refused; a mode wider than 0700
+    /// is narrowed.
+    init(spoolPath: String, outputPath: String, deleteProcessed: Bool, faults: FaultInjector? = nil) throws {
+        self.faults = faults
+        spool = try DirectoryHandle(path: spoolPath, create: true, faults: faults)
+        output = try DirectoryHandle(path: outputPath, create: true, faults: faults)
         work = try DirectoryHandle(parent: spool, name: SpoolStore.workDirectoryName, create: true, mode: 0o700)
         failed = try DirectoryHandle(parent: spool, name: SpoolStore.failedDirectoryName, create: true)
         done = deleteProcessed ? nil : try DirectoryHandle(parent: spool, name: SpoolStore.doneDirectoryName, create: true)
@@ -62,6 +69,12 @@ final class SpoolStore: Sendable {
             if errno == EWOULDBLOCK { throw SpoolLockedError(path: work.path) }
             throw FileSystemError.current("flock", work.path)
         }
+        let workInfo = try work.info()
+        guard workInfo.owner == UInt32(geteuid()) else {
+            throw SpoolLayoutError(message: "\(work.path) belongs to uid \(workInfo.owner), not to this process (uid \(geteuid())); "
+                + "remove it (it must be created by smoothd itself)")
+        }
+        if workInfo.permissions & 0o077 != 0 { _ = fchmod(work.fd, 0o700) }
         let device = try spool.info().device
         for directory in [work, failed] + (done.map { [$0] } ?? []) {
             if try directory.info().device != device {

@@ -11,54 +11,87 @@ final class TotalsBook: Sendable {
     /// The totals file's name in the output directory.
     static let fileName = "totals.json"
 
-    private let ledger: Mutex<TotalsLedger>
+    private struct State {
+        var ledger: TotalsLedger
+        /// Instances whose record this run has counted but whose commit has not finished (the shard is still in
+        /// the work directory). Records of earlier runs are counted by the ledger rebuilt at start; finished
+        /// commits are forgotten, so the set stays as small as the number of shards in flight or in retry.
+        var recorded: Set<String> = []
+        /// The last write of `totals.json` failed (disk full, read-only): it is written again at the next change
+        /// or ``flushIfNeeded()``.
+        var stale = false
+    }
+
+    private let state: Mutex<State>
     private let output: DirectoryHandle
     private let options: MetricOptions
     private let logger: Logger
 
     /// Starts from `ledger` (rebuilt from the output directory).
     init(ledger: TotalsLedger, output: DirectoryHandle, options: MetricOptions, logger: Logger) {
-        self.ledger = Mutex(ledger)
+        self.state = Mutex(State(ledger: ledger))
         self.output = output
         self.options = options
         self.logger = logger
     }
 
     /// A copy of the current ledger.
-    var snapshot: TotalsLedger { ledger.withLock { $0 } }
+    var snapshot: TotalsLedger { state.withLock { $0.ledger } }
+
+    /// Whether the last write of `totals.json` failed (it lags behind the records until the next good write).
+    var isStale: Bool { state.withLock { $0.stale } }
+
+    /// Whether this run has counted the record of `instance` (and its commit has not finished yet).
+    func hasRecorded(_ instance: String) -> Bool { state.withLock { $0.recorded.contains(instance) } }
+
+    /// The commit of `instance` finished (the shard left the work directory): no later attempt can meet its
+    /// record again, so it need not be remembered.
+    func commitFinished(_ instance: String) { _ = state.withLock { $0.recorded.remove(instance) } }
 
     /// Merges a committed summary and rewrites `totals.json`.
-    func recordSuccess(_ accumulator: MetricAccumulator, time: String, file: String) {
-        ledger.withLock { ledger in
+    func recordSuccess(_ accumulator: MetricAccumulator, time: String, file: String, instance: String? = nil) {
+        state.withLock { state in
             do {
-                try ledger.addSuccess(accumulator, time: time, file: file)
+                try state.ledger.addSuccess(accumulator, time: time, file: file)
             } catch {
                 logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
                 return
             }
-            write(ledger)
+            if let instance { state.recorded.insert(instance) }
+            write(&state)
         }
     }
 
     /// Counts a committed error record and rewrites `totals.json`.
-    func recordFailure(time: String) {
-        ledger.withLock { ledger in
-            ledger.addFailure(time: time)
-            write(ledger)
+    func recordFailure(time: String, instance: String? = nil) {
+        state.withLock { state in
+            state.ledger.addFailure(time: time)
+            if let instance { state.recorded.insert(instance) }
+            write(&state)
         }
     }
 
     /// Rewrites `totals.json` from the current ledger.
     func flush() {
-        ledger.withLock { write($0) }
+        state.withLock { write(&$0) }
     }
 
-    private func write(_ ledger: TotalsLedger) {
-        let text = ledger.json(options: options).serialized(pretty: true) + "\n"
+    /// Rewrites `totals.json` if its last write failed.
+    func flushIfNeeded() {
+        state.withLock { state in
+            if state.stale { write(&state) }
+        }
+    }
+
+    private func write(_ state: inout State) {
+        let text = state.ledger.json(options: options).serialized(pretty: true) + "\n"
         do {
             try output.writeAtomically(TotalsBook.fileName, bytes: Array(text.utf8))
+            if state.stale { logger.notice("totals written again after an earlier failure") }
+            state.stale = false
         } catch {
-            logger.error("cannot write totals", metadata: ["error": "\(error)"])
+            if !state.stale { logger.error("cannot write totals; retrying at the next change or tick", metadata: ["error": "\(error)"]) }
+            state.stale = true
         }
     }
 }

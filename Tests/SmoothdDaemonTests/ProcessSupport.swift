@@ -44,10 +44,17 @@ final class DaemonProcess {
     let process = Process()
     let logPath: String
 
-    init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String) throws {
+    /// Starts `smoothd serve ARGUMENTS`; with `asUser`, as that uid and gid (no supplementary groups) through
+    /// `setpriv`, as an unprivileged service would run.
+    init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String, asUser: UInt32? = nil) throws {
         self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: try Binary.smoothd())
-        process.arguments = ["serve"] + arguments
+        if let uid = asUser, let setpriv = Privileges.setpriv {
+            process.executableURL = URL(fileURLWithPath: setpriv)
+            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--", try Binary.smoothd(), "serve"] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: try Binary.smoothd())
+            process.arguments = ["serve"] + arguments
+        }
         var environment = ProcessInfo.processInfo.environment
         for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS"] { environment[key] = nil }
         environment.merge(extra) { _, new in new }

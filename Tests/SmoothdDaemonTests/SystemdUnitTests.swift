@@ -32,6 +32,11 @@ struct SystemdUnitTests {
         #expect(d["SystemCallFilter"]?.contains("@system-service") == true)
         #expect(d["MemoryMax"]?.isEmpty == false)
         #expect(d["TimeoutStopSec"] == ["10s"])
+        // Unprivileged: no capabilities at all, no way to gain any, and the metrics port reachable from
+        // localhost only.
+        #expect(d["CapabilityBoundingSet"] == [""] && d["AmbientCapabilities"] == [""])
+        #expect(d["PrivateUsers"] == ["yes"] && d["RestrictSUIDSGID"] == ["yes"])
+        #expect(d["IPAddressDeny"] == ["any"] && d["IPAddressAllow"] == ["localhost"])
     }
 
     /// Runs systemd-analyze on a copy of the unit whose ExecStart points at an existing executable

@@ -113,6 +113,21 @@ enum Files {
         guard rename(temp, directory + "/" + name) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
     }
 
+    /// ``drop(_:named:in:)`` for a name given as raw bytes (which need not be UTF-8).
+    static func dropRaw(_ bytes: [UInt8], nameBytes: [UInt8], in directory: String) throws {
+        let temp = directory + "/.raw.\(getpid()).\(UInt32.random(in: 0...UInt32.max)).part"
+        try write(bytes, to: temp)
+        let target = (Array(directory.utf8) + [UInt8(ascii: "/")] + nameBytes + [0]).map { CChar(bitPattern: $0) }
+        guard rename(temp, target) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    }
+
+    /// Whether the entry `nameBytes` exists in `directory` (without following a symlink).
+    static func existsRaw(_ nameBytes: [UInt8], in directory: String) -> Bool {
+        let path = (Array(directory.utf8) + [UInt8(ascii: "/")] + nameBytes + [0]).map { CChar(bitPattern: $0) }
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
     static func write(_ bytes: [UInt8], to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
@@ -184,4 +199,147 @@ func expectTotalsMatchRecords(output: String, options: MetricOptions, sourceLoca
     let totals = try Files.json(output + "/totals.json")
     let expected = try expectedTotals(output: output, options: options)
     #expect(totals == expected, "totals.json differs from the merge of the summaries", sourceLocation: sourceLocation)
+}
+
+// MARK: - Hostile shards
+
+extension ShardFactory {
+    /// A payload from raw parts: the 32-byte header (`numClasses` may be anything up to 2^32-1), `meta` bytes,
+    /// then `rest` as is (blocks, end marker, or nothing).
+    static func rawPayload(classes: UInt32, meta: [UInt8] = [], logitDType: UInt8 = 1, labelDType: UInt8 = 1,
+                           ignoreIndex: Int64 = -100, statedRows: UInt64 = 0, rest: [UInt8] = []) -> [UInt8] {
+        var bytes = Array("LSHD".utf8)
+        func le<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+        le(UInt16(1))
+        bytes.append(logitDType)
+        bytes.append(labelDType)
+        le(classes)
+        le(UInt32(meta.count))
+        le(ignoreIndex)
+        le(statedRows)
+        return bytes + meta + rest
+    }
+
+    /// A valid shard whose producer metadata is `metaText` (any JSON object text).
+    static func withMeta(_ metaText: String, rows: Int = 4, classes: Int = 4) throws -> [UInt8] {
+        let header = ShardHeader(logitDType: .float32, labelDType: .int32, numClasses: classes, ignoreIndex: -100)
+        let sink = ByteSink()
+        var writer = try ShardPayloadWriter(header: header, metaText: metaText) { sink.append($0) }
+        try writer.writeBlock(labels: (0..<rows).map { Int64($0 % classes) }, logits: (0..<(rows * classes)).map { Float($0 % 5) })
+        try writer.finish()
+        return try ZstdCompressor.compressFrame(sink.bytes)
+    }
+
+    /// Writes to `path` a decompression bomb: one zstd frame whose payload is a valid shard of `rows` rows of
+    /// `classes` float32 logits, every row the same (`row`), every `countedEvery`-th row labelled 1 and the others
+    /// `ignore_index`. Compressed from the repeated row, it is about 4 bytes per 128 KiB of payload (zstd's
+    /// limit). Returns the payload size.
+    @discardableResult
+    static func writeBomb(to path: String, classes: Int, rows: Int, countedEvery: Int, row: [Float]) throws -> UInt64 {
+        precondition(row.count == classes)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        var pending: [UInt8] = []
+        func flush() throws {
+            var offset = 0
+            while offset < pending.count {
+                let n = pending[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                guard n > 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+                offset += n
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+        let encoder = ZstdCompressor(level: 1)
+        var payloadBytes: UInt64 = 0
+        func feed(_ bytes: UnsafeRawBufferPointer) throws {
+            payloadBytes += UInt64(bytes.count)
+            try encoder.write(bytes) { pending.append(contentsOf: $0) }
+            if pending.count > 1 << 20 { try flush() }
+        }
+        var head = rawPayload(classes: UInt32(classes), meta: Array(#"{"kind":"bomb"}"#.utf8), statedRows: UInt64(rows))
+        withUnsafeBytes(of: UInt32(rows).littleEndian) { head += $0 }
+        for row in 0..<rows {
+            withUnsafeBytes(of: (row % countedEvery == 0 ? Int32(1) : Int32(-100)).littleEndian) { head += $0 }
+        }
+        try head.withUnsafeBytes { try feed($0) }
+        let rowsPerFeed = max(1, (4 << 20) / (classes * 4))
+        let repeated = LogitEncoding.encode(Array((0..<rowsPerFeed).map { _ in row }.joined()), as: .float32)
+        var remainingRows = rows
+        try repeated.withUnsafeBytes { buffer in
+            while remainingRows > 0 {
+                let n = min(rowsPerFeed, remainingRows)
+                try feed(UnsafeRawBufferPointer(rebasing: buffer[0..<(n * classes * 4)]))
+                remainingRows -= n
+            }
+        }
+        try [UInt8](repeating: 0, count: 4).withUnsafeBytes { try feed($0) }
+        try encoder.endFrame { pending.append(contentsOf: $0) }
+        try flush()
+        return payloadBytes
+    }
+}
+
+// MARK: - Processes
+
+/// `/proc/PID/status` and `/proc/PID/fd` readings.
+enum ProcFS {
+    /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM` …) in bytes, or `nil`.
+    static func status(_ pid: Int32, _ field: String) -> UInt64? {
+        for line in Files.text("/proc/\(pid)/status").split(separator: "\n") where line.hasPrefix(field + ":") {
+            let number = line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ").first
+            return number.flatMap { UInt64($0) }.map { $0 * 1024 }
+        }
+        return nil
+    }
+
+    /// Open file descriptors of `pid`.
+    static func openFiles(_ pid: Int32) -> Int { Files.list("/proc/\(pid)/fd").count }
+}
+
+/// Whether this process may mount filesystems and change its identity (root in a container that allows it).
+enum Privileges {
+    static let isRoot = geteuid() == 0
+    static let setpriv: String? = ["/usr/bin/setpriv", "/bin/setpriv"].first { access($0, X_OK) == 0 }
+    /// The uid/gid the unprivileged daemon runs as in tests (nobody).
+    static let unprivilegedID: UInt32 = 65534
+    static var canRunAsOtherUser: Bool { isRoot && setpriv != nil }
+
+    /// Mounts a tmpfs of `bytes` at `path` (created); `false` when not permitted.
+    static func mountTmpfs(_ path: String, bytes: Int) -> Bool {
+        guard isRoot else { return false }
+        mkdir(path, 0o755)
+        return run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(bytes),mode=0755", "tmpfs", path]) == 0
+    }
+
+    /// Remounts the tmpfs at `path` read-only or read-write.
+    static func remount(_ path: String, readOnly: Bool) -> Bool {
+        run("/bin/mount", ["-o", "remount,\(readOnly ? "ro" : "rw")", path]) == 0
+    }
+
+    static func unmount(_ path: String) { _ = run("/bin/umount", ["-l", path]) }
+
+    @discardableResult
+    static func run(_ tool: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Whether a user without any of our ids can execute `path` (every directory on the way searchable by others).
+    static func executableByOthers(_ path: String) -> Bool {
+        var current = URL(fileURLWithPath: path).resolvingSymlinksInPath()
+        var st = stat()
+        guard stat(current.path, &st) == 0, st.st_mode & S_IXOTH != 0 else { return false }
+        while current.path != "/" {
+            current.deleteLastPathComponent()
+            guard stat(current.path, &st) == 0, st.st_mode & S_IXOTH != 0 else { return false }
+        }
+        return true
+    }
 }
