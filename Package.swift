@@ -92,6 +92,13 @@ let package = Package(
             path: "Benchmarks/SmoothdBench",
             swiftSettings: strict
         ),
+        // libFuzzer target for the shard reader and the metric pipeline. Scripts/fuzz builds it with
+        // -sanitize=fuzzer,address; a plain build makes a runner for saved inputs (see Sources/SmoothdFuzz/main.swift).
+        .executableTarget(
+            name: "SmoothdFuzz",
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON"],
+            swiftSettings: strict
+        ),
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
         .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
         .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat"]),

@@ -119,10 +119,12 @@ public struct ShardParser {
             case .meta: place = "inside the metadata"
             case .blockHeader: place = fieldBytes.isEmpty ? "before the end marker" : "inside a block header"
             case .labels, .skippingLabels: place = "inside the labels of a block of \(blockRows) rows"
-            case .logits: place = "inside the logits of row \(rows)"
+            case .logits: place = "inside the logits"
             case .finished: place = ""
             }
-            throw ShardError(.truncated, at: offset, "payload ends \(place) (no end marker)")
+            // The row goes in `row`, not the text: a parser resumed at a block boundary counts rows from
+            // its own start, and `shifted(bytes:rows:)` makes the row absolute.
+            throw ShardError(.truncated, at: offset, "payload ends \(place) (no end marker)", row: phase == .logits ? rows : nil)
         }
     }
 

@@ -288,6 +288,12 @@ public enum RowKernel {
             sumZ += Double(horizontalSum(zs))
         }
         let tiesAtMax = Double(-horizontalSum(maxCount))
+        if !sumZ.isFinite {
+            // Finite logits more than ~1e37 apart overflow the float lane sums of z − max (to −Inf); sum those
+            // differences again in double, which cannot overflow. The other sums stay bounded (e ≤ 1, x ≥ −87).
+            sumZ = 0
+            for j in 0..<k { sumZ += Double(L.scalar(row, j)) - Double(m) }
+        }
         return finish(k: k, zy: zy, m: m, tiesAtMax: tiesAtMax, sumE: sumE, sumE2: sumE2, sumEZ: sumEZ, sumZ: sumZ, rank: rank)
     }
 

@@ -53,8 +53,11 @@ final class JoinableThread: Sendable {
 
     init(name: String, _ body: @escaping @Sendable () -> Void) {
         let done = self.done
+        // A `Thread` keeps its closure until the thread has exited, which may be after `join()` returns;
+        // so `body` (and whatever it captured) is released before the signal, not with the closure.
+        let task = ThreadBody(body)
         let thread = Thread {
-            body()
+            task.run()
             done.signal()
         }
         thread.name = name
@@ -63,4 +66,16 @@ final class JoinableThread: Sendable {
     }
 
     func join() { done.wait() }
+}
+
+/// `body`, dropped once it has run.
+private final class ThreadBody: @unchecked Sendable {
+    // `@unchecked Sendable`: `body` is read and cleared only by the one thread that runs it.
+    private var body: (@Sendable () -> Void)?
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    func run() {
+        let body = self.body
+        self.body = nil
+        body?()
+    }
 }

@@ -123,13 +123,10 @@ final class EvaluationRun: @unchecked Sendable {
         return SegmentCursor(parser: parser, originBytes: originBytes, originRows: originRows)
     }
 
-    /// zstd window limit: a quarter of the budget per decoder, at least 8 MiB (levels 1–19 need no more).
-    var windowLogMax: Int {
-        let perDecoder = max(1, options.memoryBudget / 4 / max(1, decoderCount))
-        var log = 23
-        while log < 31, (1 << (log + 1)) <= perDecoder { log += 1 }
-        return log
-    }
+    /// zstd window limit: 8 MiB (levels 1–19 need no more; the zstd format asks decoders for at least
+    /// that). Fixed, not scaled with the budget or the thread count: a frame with a larger window (zstd
+    /// --long, --ultra on big inputs) is rejected under every setting, so results never depend on them.
+    var windowLogMax: Int { 23 }
 
     /// Creates the chunk pool once the row size is known: 2 chunks per worker and per decoder, each at
     /// most 2 MiB (larger chunks only cost memory) and together within what the budget leaves after zstd's buffers; never less than one row each.
@@ -326,7 +323,8 @@ final class EvaluationRun: @unchecked Sendable {
     func feed(count: Int, cursor: inout SegmentCursor, sink: inout ChunkSink, decoder: ZstdDecompressor, buffers: inout DecodeBuffers) throws(ShardError) {
         var inputPosition = 0
         while true {
-            let hadHeader = cursor.parser.header != nil
+            // Read means through the metadata, which may end in a later call than the fixed header.
+            let hadHeader = cursor.parser.header.map { cursor.parser.offset >= $0.firstBlockOffset } ?? false
             var outputPosition = 0
             var outputCount = 0
             let zstdFailure: ZstdError?
@@ -417,8 +415,11 @@ final class EvaluationRun: @unchecked Sendable {
             }
             switch result.end {
             case .failed(let error, let cursor):
-                return .failure(RunFailure(error: error.shifted(bytes: cursor.originBytes, rows: cursor.originRows),
-                                           payloadBytes: bytesBase + result.payloadBytes))
+                // A parser resumed at a block boundary cannot check num_rows at the end marker: a mismatch
+                // there comes before an error found after the marker (trailing bytes, zstd).
+                let first = rowCountMismatch(cursor, rows: rowsBase + result.rows)
+                    ?? error.shifted(bytes: cursor.originBytes, rows: cursor.originRows)
+                return .failure(RunFailure(error: first, payloadBytes: bytesBase + result.payloadBytes))
             case .skipped:
                 preconditionFailure("segment left undecoded")
             case .atBoundary:
@@ -427,10 +428,7 @@ final class EvaluationRun: @unchecked Sendable {
                 carried = cursor
             case .finished(let cursor):
                 carried = cursor
-                let rows = rowsBase + result.rows
-                if let stated = cursor.parser.header?.statedRows, stated != rows, let marker = cursor.parser.endMarkerOffset {
-                    let error = ShardError(.numRowsMismatch, at: marker + cursor.originBytes,
-                                           "header states num_rows \(stated) but the shard holds \(rows) rows")
+                if let error = rowCountMismatch(cursor, rows: rowsBase + result.rows) {
                     return .failure(RunFailure(error: error, payloadBytes: bytesBase + result.payloadBytes))
                 }
             }
@@ -442,6 +440,12 @@ final class EvaluationRun: @unchecked Sendable {
         lock.unlock()
         precondition(haveHeader, "header missing after a successful join")
         return .success(bytesBase)
+    }
+
+    /// The num_rows mismatch at the end marker, when `cursor` read the marker and the shard holds `rows` rows.
+    func rowCountMismatch(_ cursor: SegmentCursor, rows: UInt64) -> ShardError? {
+        guard let stated = cursor.parser.header?.statedRows, stated != rows, let marker = cursor.parser.endMarkerOffset else { return nil }
+        return ShardError(.numRowsMismatch, at: marker + cursor.originBytes, "header states num_rows \(stated) but the shard holds \(rows) rows")
     }
 
     func isSkipped(_ end: SegmentEnd) -> Bool {

@@ -25,7 +25,7 @@ func payload(of name: String) throws -> [UInt8] {
     return out
 }
 
-/// A sink that copies every row out, with spaces of `rowsPerSpace` rows.
+/// A sink that copies every row out, with spaces of `rowsPerSpace` rows. Call `release()` when done.
 struct CollectingSink: ShardRowSink {
     let rowsPerSpace: Int
     var space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
@@ -36,6 +36,12 @@ struct CollectingSink: ShardRowSink {
         space.deallocate()
         space = .allocate(byteCount: rowsPerSpace * header.rowLogitBytes, alignment: 16)
         return space
+    }
+
+    /// Frees the last space.
+    mutating func release() {
+        space.deallocate()
+        space = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
     mutating func rowsFilled(labels filled: UnsafeBufferPointer<Int64>) {
@@ -56,10 +62,11 @@ func parse(_ bytes: [UInt8], piece: Int, rowsPerSpace: Int) throws(ShardError) -
         let failure: ShardError? = slice.withUnsafeBytes { raw in
             do throws(ShardError) { try parser.consume(raw, into: &sink); return nil } catch { return error }
         }
-        if let failure { throw failure }
+        if let failure { sink.release(); throw failure }
         start = end
     }
-    try parser.finish()
+    do { try parser.finish() } catch { sink.release(); throw error }
+    sink.release()
     return (parser.header, sink)
 }
 
@@ -153,10 +160,11 @@ func parseWithLabelReader(_ bytes: [UInt8], available: Int? = nil, piece: Int) t
         let failure: ShardError? = slice.withUnsafeBytes { raw in
             do throws(ShardError) { try parser.consume(raw, into: &sink); return nil } catch { return error }
         }
-        if let failure { throw failure }
+        if let failure { sink.release(); throw failure }
         start += piece
     }
-    try parser.finish()
+    do { try parser.finish() } catch { sink.release(); throw error }
+    sink.release()
     return sink
 }
 
