@@ -161,14 +161,6 @@ struct HostileInputStoreTests {
 
     func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
 
-    func claim(_ store: SpoolStore, _ name: String) throws -> WorkItem {
-        guard case .claimed(let item) = try store.claim(name) else {
-            Issue.record("\(name) not claimed")
-            throw FileSystemError(operation: "claim", path: name, errorNumber: ENOENT)
-        }
-        return item
-    }
-
     /// A symlink or FIFO that appears in the work directory under a claimed name (swapped in after the claim's
     /// check) is never opened through: `O_NOFOLLOW` and `O_NONBLOCK` refuse it, the regular-file check rejects it,
     /// and it is put back in the spool untouched, with no record written.

@@ -29,14 +29,6 @@ struct SpoolStoreTests {
 
     func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
 
-    func claim(_ store: SpoolStore, _ name: String) throws -> WorkItem {
-        guard case .claimed(let item) = try store.claim(name) else {
-            Issue.record("\(name) not claimed")
-            throw FileSystemError(operation: "claim", path: name, errorNumber: ENOENT)
-        }
-        return item
-    }
-
     @Test func totalsEqualTheMergeOfSummariesAfterEveryStep() throws {
         let dir = TempDirectory()
         defer { dir.remove() }

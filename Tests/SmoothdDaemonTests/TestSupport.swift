@@ -343,3 +343,12 @@ enum Privileges {
         return true
     }
 }
+
+/// Claims `name` from `store`, recording an issue (and throwing) when it is not claimed.
+func claim(_ store: SpoolStore, _ name: String) throws -> WorkItem {
+    guard case .claimed(let item) = try store.claim(name) else {
+        Issue.record("\(name) not claimed")
+        throw FileSystemError(operation: "claim", path: name, errorNumber: ENOENT)
+    }
+    return item
+}
