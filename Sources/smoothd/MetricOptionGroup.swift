@@ -5,7 +5,7 @@ import SmoothdPipeline
 extension SmoothingMode: ExpressibleByArgument {}
 
 /// The options `eval` and `serve` share: what to compute and how many resources to use.
-/// Every option is optional so that `serve` can tell a flag from a config-file value; defaults apply last.
+/// Every option is optional so its default is applied (and shown in the help) in one place.
 struct MetricOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1]. (default: 0.1)", valueName: "ε"))
     var smoothing: Double?
@@ -28,38 +28,31 @@ struct MetricOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB. (default: 64MiB)", valueName: "bytes"))
     var memoryBudget: String?
 
-    /// The options, with `fallback` (config-file `key = value` pairs named like the long options) filling
-    /// in what the command line left out, then the defaults.
-    func evaluationOptions(fallback: [String: String] = [:]) throws -> EvaluationOptions {
-        func value<T>(_ flag: T?, _ key: String, _ parse: (String) -> T?) throws -> T? {
-            if let flag { return flag }
-            guard let text = fallback[key] else { return nil }
-            guard let parsed = parse(text) else { throw ValidationError("invalid \(key) '\(text)'") }
-            return parsed
-        }
+    /// The options, with defaults for what was not given (`serve` merges its config file into the
+    /// arguments before parsing, so the file's values arrive here as flags).
+    func evaluationOptions() throws -> EvaluationOptions {
         var metrics = MetricOptions()
-        if let v = try value(smoothing, "smoothing", { Double($0) }) { metrics.smoothing = v }
-        if let v = try value(smoothingMode, "smoothing-mode", { SmoothingMode(rawValue: $0) }) { metrics.mode = v }
-        if let list = try value(reportSmoothing, "report-smoothing", { $0 }) {
-            metrics.reportSmoothing = try list.split(separator: ",").map { part in
+        if let smoothing { metrics.smoothing = smoothing }
+        if let smoothingMode { metrics.mode = smoothingMode }
+        if let reportSmoothing {
+            metrics.reportSmoothing = try reportSmoothing.split(separator: ",").map { part in
                 let trimmed = part.trimmingCharacters(in: .whitespaces)
                 guard let e = Double(trimmed) else { throw ValidationError("invalid --report-smoothing value '\(trimmed)'") }
                 return e
             }
         }
-        if let v = try value(topK, "top-k", { Int($0) }) { metrics.topK = v }
-        if let v = try value(eceBins, "ece-bins", { Int($0) }) { metrics.eceBins = v }
+        if let topK { metrics.topK = topK }
+        if let eceBins { metrics.eceBins = eceBins }
         if let problem = metrics.problems.first { throw ValidationError(problem) }
-        let threadCount = try value(threads, "threads", { Int($0) })
-        if let threadCount, !(1...1024).contains(threadCount) { throw ValidationError("--threads must be in [1, 1024]") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in [1, 1024]") }
         var budget = EvaluationOptions.defaultMemoryBudget
-        if let text = try value(memoryBudget, "memory-budget", { $0 }) {
-            guard let bytes = MetricOptionGroup.parseBytes(text), bytes >= 1 else {
-                throw ValidationError("invalid --memory-budget '\(text)' (bytes, or a number with KiB, MiB or GiB)")
+        if let memoryBudget {
+            guard let bytes = MetricOptionGroup.parseBytes(memoryBudget), bytes >= 1 else {
+                throw ValidationError("invalid --memory-budget '\(memoryBudget)' (bytes, or a number with KiB, MiB or GiB)")
             }
             budget = bytes
         }
-        return EvaluationOptions(metrics: metrics, threads: threadCount, memoryBudget: budget)
+        return EvaluationOptions(metrics: metrics, threads: threads, memoryBudget: budget)
     }
 
     func validate() throws {

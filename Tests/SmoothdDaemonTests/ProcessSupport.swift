@@ -109,12 +109,11 @@ final class DaemonProcess {
     }
 }
 
-/// A one-shot HTTP/1.1 request to 127.0.0.1 over a plain socket.
-func httpRequest(port: Int, _ method: String = "GET", _ path: String, body: String? = nil) throws -> (status: Int, headers: String, body: String) {
+/// A connected TCP socket to 127.0.0.1:`port`, with a receive timeout.
+func connectSocket(_ port: Int, receiveTimeout: Int = 10) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    var timeout = timeval(tv_sec: receiveTimeout, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -123,7 +122,14 @@ func httpRequest(port: Int, _ method: String = "GET", _ path: String, body: Stri
     let connected = withUnsafePointer(to: &address) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    return fd
+}
+
+/// A one-shot HTTP/1.1 request to 127.0.0.1 over a plain socket.
+func httpRequest(port: Int, _ method: String = "GET", _ path: String, body: String? = nil) throws -> (status: Int, headers: String, body: String) {
+    let fd = try connectSocket(port)
+    defer { close(fd) }
     var request = "\(method) \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
     if let body { request += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" } else { request += "\r\n" }
     _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
