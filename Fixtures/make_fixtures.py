@@ -4,7 +4,7 @@
     python3 Fixtures/make_fixtures.py           # (re)write Fixtures/valid, Fixtures/invalid, Fixtures/expected.json
     python3 Fixtures/make_fixtures.py --check   # regenerate in a temp dir; fail unless the committed files agree
 
-Valid shards are written with Scripts/lshd.py (or framed by hand where the framing is the point) and
+Valid shards are written with Fixtures/lshd.py (or framed by hand where the framing is the point) and
 their expected metrics come from Fixtures/reference.py reading the files back. Invalid shards are built
 by hand with struct + zstandard, one contract rule each, everything else valid; `offset` is the payload
 offset where a reader checking the rules in contract order (magic, version, logit dtype, label dtype, K,
@@ -29,7 +29,6 @@ import zstandard
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "Scripts"))
 import lshd  # noqa: E402
 import reference  # noqa: E402
 

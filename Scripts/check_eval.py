@@ -3,8 +3,8 @@
 
     python3 Scripts/check_eval.py --smoothd .build/release/smoothd [--torch] [--seed N] [--keep DIR]
 
-Generates random shards (float32/float16/bfloat16, K = 2 ... 32000, several ignore indexes, NaN/Inf rows,
-many zstd frames, stated num_rows, an all-ignored shard), runs
+Generates random shards with the smoothd package's LSHDWriter (float32/float16/bfloat16, K = 2 ... 32000,
+several ignore indexes, NaN/Inf rows, many zstd frames, stated num_rows, an all-ignored shard), runs
 
     smoothd eval --json --smoothing 0.1 --smoothing-mode MODE --report-smoothing 0,0.3 --top-k 5 --ece-bins 15 FILES
 
@@ -33,10 +33,10 @@ import numpy as np
 import zstandard
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "Scripts"))
+sys.path.insert(0, str(ROOT / "python"))  # the package in this tree (an installed copy may be older)
 sys.path.insert(0, str(ROOT / "Fixtures"))
-import lshd  # noqa: E402
 import reference  # noqa: E402
+import smoothd  # noqa: E402
 
 SMOOTHING = 0.1
 REPORT_ARG = "0,0.3"  # --report-smoothing
@@ -69,7 +69,7 @@ def random_logits(rng, n, K, dtype):
 def clear_ece_edges(z, dtype):
     """Scale rows whose stored confidence lies near an ECE bin edge until it no longer does."""
     for _ in range(50):
-        s = reference.decode_logits(lshd.encode_logits(z, dtype), dtype)
+        s = reference.decode_logits(smoothd.writer.encode_logits(z, dtype), dtype)
         with np.errstate(invalid="ignore", over="ignore"):
             conf = 1.0 / np.exp(s - s.max(axis=1, keepdims=True)).sum(axis=1)
         x = conf * ECE_BINS
@@ -139,7 +139,7 @@ def make_shards(rng, outdir: Path):
         poison(rng, z, s["nonfinite"])
         y = labels_for(rng, z, s["ignore_index"], s["p_ignore"])
         path = outdir / f"{s['name']}.lshd.zst"
-        with lshd.LSHDWriter(path, K, logit_dtype=dtype, label_dtype=s["label_dtype"],
+        with smoothd.LSHDWriter(path, K, logit_dtype=dtype, label_dtype=s["label_dtype"],
                              ignore_index=s["ignore_index"], **s["writer_options"]) as w:
             start = 0
             for size in block_sizes(rng, n, s["largest_block"]):

@@ -1,27 +1,11 @@
-"""Write LSHD v1 shards (see SHARD-FORMAT.md): logits and labels for smoothd to evaluate.
+"""The fixtures' own LSHD v1 writer (see docs/SHARD-FORMAT.md), kept independent of the smoothd package.
 
+Fixtures/make_fixtures.py writes the valid fixtures with it, so the fixtures do not depend on the code
+they test (producers use the package in python/: ``pip install ./python``, ``smoothd.LSHDWriter``).
 Needs numpy and zstandard; torch is optional (tensors are accepted, never required).
 
-A PyTorch evaluation loop writes one block per batch and never holds the whole shard::
-
-    import torch
-    from lshd import LSHDWriter
-
-    model.eval()
-    meta = {"model": "my-lm-1b", "checkpoint": "step-120000", "split": "validation"}
-    with torch.inference_mode(), LSHDWriter("val-00000.lshd.zst", num_classes=vocab_size,
-                                            logit_dtype="bfloat16", meta=meta,
-                                            frame_bytes=64 << 20) as shard:
-        for batch in loader:
-            logits = model(batch["input_ids"].cuda()).logits   # [B, T, V], any float dtype
-            labels = batch["labels"]                           # [B, T], -100 on padding
-            # Align predictions with next-token targets the way the training loss does.
-            shard.write(logits[:, :-1], labels[:, 1:])
-    # The file appears under its final name only after a successful close; on an exception
-    # the hidden ".val-00000.lshd.zst.*.tmp" file is removed and nothing is left behind.
-
-For arrays already in memory, ``write_shard(path, logits, labels, num_classes=..., ...)`` does the same
-in one call.
+    with LSHDWriter("val-00000.lshd.zst", num_classes=K, logit_dtype="bfloat16", frame_bytes=1 << 20) as w:
+        w.write(logits, labels)   # [..., K] and [...]; one block per write()
 """
 from __future__ import annotations
 

@@ -1,0 +1,321 @@
+"""smoothd.results: loading every kind of result, and merges bit-identical to one `smoothd eval`.
+
+The per-shard states come from the smoothd binary itself (`serve --exit-when-idle` over copies of the
+fixtures writes a summary with the exact state per shard); the expected numbers come from one
+`smoothd eval --json` over the same shards. Merging must reproduce them bit for bit, for any order and
+partition of the inputs, in both smoothing modes. Tests without the binary use hand-made states.
+"""
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import unittest
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+from support import FIXTURES, TempDirCase, smoothd_binary
+
+from smoothd import results
+
+VALID = sorted(str(p) for p in (FIXTURES / "valid").glob("*.lshd.zst"))
+METRIC_KEYS = ("rows", "counted_rows", "ignored_rows", "nonfinite_rows", "loss", "nll", "perplexity", "accuracy",
+               "top_k_accuracy", "mean_confidence", "entropy", "brier", "ece", "losses_by_smoothing")
+OPTION_SETS = [dict(mode="uniform", report=()), dict(mode="others", report=(0.0, 0.3)),
+               dict(mode="uniform", report=(0.3, 1.0, 0.1), smoothing=0.25)]
+
+
+def eval_json(binary, files, mode="uniform", report=(), smoothing=0.1):
+    cmd = [binary, "eval", "--json", "--smoothing", repr(smoothing), "--smoothing-mode", mode]
+    if report:
+        cmd += ["--report-smoothing", ",".join(repr(float(e)) for e in report)]
+    proc = subprocess.run(cmd + list(files), capture_output=True, text=True, timeout=600)
+    if proc.returncode not in (0, 1):
+        raise AssertionError(f"{' '.join(cmd)}: exit {proc.returncode}\n{proc.stderr}")
+    return json.loads(proc.stdout), proc.stdout
+
+
+def number_texts(text):
+    """Every number literal in a JSON text, in order (compares formatting, not just values)."""
+    import re
+    return re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", text)
+
+
+class WithSummaries(unittest.TestCase):
+    """Runs the daemon once over all valid fixtures (and one invalid) to get their summaries."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.binary, why = smoothd_binary()
+        if cls.binary is None:
+            print(f"\nskipped {cls.__name__}: {why}")
+            raise unittest.SkipTest(why)
+        cls.tmp = tempfile.mkdtemp(prefix="smoothd-results-")
+        spool, cls.out = os.path.join(cls.tmp, "spool"), os.path.join(cls.tmp, "out")
+        os.makedirs(spool)
+        for path in VALID + [str(FIXTURES / "invalid/label_out_of_range_eq_k.lshd.zst")]:
+            shutil.copy(path, os.path.join(spool, os.path.basename(path)))
+        proc = subprocess.run([cls.binary, "serve", "--spool", spool, "--output", cls.out, "--exit-when-idle",
+                               "--metrics-listen", "none"], capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise AssertionError(f"smoothd serve failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        cls.directory = results.load(cls.out)
+        cls.summaries = {r["shard"]: r for r in cls.directory.shards if r["ok"]}
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "tmp", None):
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def records_for(self, files):
+        return [self.summaries[os.path.basename(f)] for f in files]
+
+    def assert_same_fields(self, got, want, where):
+        """Every count and metric equal, bit for bit (repr tells -0.0 and 0.0 apart), and printed alike."""
+        for key in METRIC_KEYS:
+            self.assertIn(key, want, f"{where}: smoothd has no {key}")
+            self.assertEqual(repr(got[key]), repr(want[key]), f"{where}: {key}")
+        self.assertEqual(results.dumps({k: got[k] for k in METRIC_KEYS}),
+                         results.dumps({k: want[k] for k in METRIC_KEYS}), where)
+
+
+class MergeEqualsOneEval(WithSummaries):
+    def test_total_bit_identical_for_orders_and_partitions(self):
+        rng = random.Random(12)
+        for opts in OPTION_SETS:
+            smoothing = opts.get("smoothing", 0.1)
+            report, text = eval_json(self.binary, VALID, opts["mode"], opts["report"], smoothing)
+            want = report["total"]
+            records = self.records_for(VALID)
+            for parts in (1, 2, 3, 7):
+                shuffled = records[:]
+                rng.shuffle(shuffled)
+                groups = [shuffled[i::parts] for i in range(parts)]
+                inputs = [results.Results(f"part-{i}", "records", g) for i, g in enumerate(groups)]
+                doc = results.merge(inputs, smoothing=smoothing, smoothing_mode=opts["mode"],
+                                    report_smoothing=opts["report"], group_by=None)
+                where = f"{opts} in {parts} parts"
+                self.assert_same_fields(doc["total"], want, where)
+                for key in ("shards_ok", "smoothing", "smoothing_mode", "top_k", "ece_bins"):
+                    self.assertEqual(doc["total"][key], want[key], f"{where}: {key}")
+                self.assertEqual(len(doc["groups"]), 1)
+                self.assertEqual(doc["groups"][0]["key"], {})
+                self.assert_same_fields(doc["groups"][0], want, where + " (the one group)")
+            # The printed numbers of smoothd's own total match results.dumps of it.
+            swift_total = text[text.index('"total"'):]
+            self.assertEqual(number_texts(swift_total)[:8], number_texts(results.dumps(want))[:8])
+
+    def test_subsets(self):
+        rng = random.Random(5)
+        for size in (1, 2, 5):
+            files = rng.sample(VALID, size)
+            report, _ = eval_json(self.binary, files, "others", (0.0,))
+            doc = results.merge(self.records_for(files), smoothing_mode="others", report_smoothing=(0.0,), group_by=())
+            self.assert_same_fields(doc["total"], report["total"], f"subset {files}")
+
+    def test_a_group_of_one_shard_equals_that_shards_entry(self):
+        report, _ = eval_json(self.binary, VALID, "uniform", (0.0, 0.3))
+        entries = {os.path.basename(e["shard"]): e for e in report["shards"]}
+        doc = results.merge(self.directory, report_smoothing=(0.0, 0.3))  # default group_by
+        single = [g for g in doc["groups"] if g["shards"] == 1]
+        self.assertGreaterEqual(len(single), 3)
+        for group in single:
+            name = next(n for n, r in self.summaries.items() if _key(r) == group["key"])
+            self.assert_same_fields(group, entries[name], f"group {group['key']}")
+        for name in self.summaries:  # and every shard merged alone
+            alone = results.merge([self.summaries[name]], report_smoothing=(0.0, 0.3), group_by=None)
+            self.assert_same_fields(alone["total"], entries[name], name)
+
+    def test_directory_load_and_default_groups(self):
+        self.assertEqual(self.directory.kind, "directory")
+        self.assertEqual(len(self.directory.shards), len(VALID) + 1)
+        self.assertEqual(self.directory.total["shards_ok"], len(VALID))
+        doc = results.merge(self.directory)
+        self.assertEqual(doc["inputs"], [{"path": self.out, "kind": "directory", "shards_ok": len(VALID),
+                                          "shards_failed": 1}])
+        self.assertEqual(doc["total"]["shards_failed"], 1)
+        keys = [g["key"] for g in doc["groups"]]
+        self.assertEqual(keys[0], {"model": None, "checkpoint": None, "split": None})  # nulls first
+        self.assertEqual(keys, sorted(keys, key=lambda k: [(v is not None, v or "") for v in k.values()]))
+        self.assertEqual(sum(g["shards"] for g in doc["groups"]), len(VALID))
+        # The daemon's totals.json equals the merge of its summaries.
+        self.assert_same_fields(doc["total"], self.directory.total, "totals.json")
+
+    def test_states_in_eval_json_when_smoothd_writes_them(self):
+        report, _ = eval_json(self.binary, VALID)
+        if "state" not in report["shards"][0]:
+            self.skipTest("this smoothd's eval --json has no per-shard state yet")
+        doc = results.merge([e for e in report["shards"] if e["ok"]], group_by=None)
+        self.assert_same_fields(doc["total"], report["total"], "eval --json states")
+
+
+def _key(record):
+    meta = record.get("meta") or {}
+    return {k: meta.get(k) for k in results.DEFAULT_GROUP_BY}
+
+
+# ------------------------------------------------------------------------------------------------
+# Without the binary: hand-made states and files
+# ------------------------------------------------------------------------------------------------
+def state(rows=10, counted=8, ignored=2, nonfinite=0, correct=5, hits=7, bins=15, fixed=(0, 0, 0, 0, 0, 0), wide=None):
+    sums = {}
+    for name, f in zip(("nll_sum", "uniform_sum", "others_sum", "entropy_sum", "confidence_sum", "brier_sum"), fixed):
+        sums[name] = {"fixed": str(f), "wide": wide or []}
+    per_bin = [counted // bins] * bins
+    per_bin[-1] += counted - sum(per_bin)
+    good = [min(c, correct - sum(per_bin[:i]) if i else correct) for i, c in enumerate(per_bin)]
+    good = [max(0, g) for g in good]
+    good[-1] += correct - sum(good)
+    return {"top_k": 5, "ece_bins": bins, "rows": rows, "counted_rows": counted, "ignored_rows": ignored,
+            "nonfinite_rows": nonfinite, "correct": correct, "top_k_hits": hits, **sums,
+            "bin_counts": per_bin, "bin_correct": good,
+            "bin_confidence": [{"fixed": str(1 << 79), "wide": []} for _ in range(bins)]}
+
+
+def record(name, st, meta=None, **extra):
+    return {"shard": name, "ok": True, "meta": meta, "state": st, **extra}
+
+
+class ExactSums(unittest.TestCase):
+    def test_value_is_within_half_an_ulp_or_so_of_the_exact_sum(self):
+        rng = random.Random(3)
+        for _ in range(2000):
+            fixed = rng.randrange(-(1 << 126), 1 << 126) >> rng.randrange(0, 120)
+            digits = [[rng.randrange(0, 72), rng.randrange(0, 1 << 32)] for _ in range(rng.randrange(0, 3))]
+            digits = [d for d in digits if d[0] < 40]  # keep the wide part finite
+            s = results.ExactSum.from_json({"fixed": str(fixed), "wide": digits}, "t", "x")
+            exact = Fraction(fixed, 1 << 80) + sum(Fraction(d) * Fraction(2) ** (32 * i - 1074) for i, d in digits)
+            got = s.value
+            if exact == 0:
+                self.assertEqual(got, 0.0)
+                continue
+            ulp = math.ulp(float(exact))
+            self.assertLessEqual(abs(Fraction(got) - exact), Fraction(ulp), (fixed, digits))
+
+    def test_merge_spills_like_smoothd_and_keeps_the_value_exact(self):
+        big = (1 << 127) - 5
+        a = results.ExactSum(big)
+        a.add(results.ExactSum(10))  # Int128 overflow: the old fixed part moves to the wide sum
+        self.assertEqual(a.fixed, 10)
+        self.assertEqual(a.wide, big << (1074 - 80))
+        self.assertEqual(Fraction(a.wide, 1 << 1074) + Fraction(a.fixed, 1 << 80), Fraction(big + 10, 1 << 80))
+        js = a.to_json()
+        back = results.ExactSum.from_json(js, "t", "x")
+        self.assertEqual((back.fixed, back.wide), (a.fixed, a.wide))
+        neg = results.ExactSum(-3, -(1 << 1100))
+        self.assertEqual(results.ExactSum.from_json(neg.to_json(), "t", "x").wide, -(1 << 1100))
+        self.assertLess(neg.value, 0)
+
+
+class Merging(unittest.TestCase):
+    def test_identity_seen_twice_counts_the_newest_once(self):
+        a = record("dir1/val.lshd.zst", state(), processed_at="2026-12-01T10:00:00Z")
+        b = record("dir2/val.lshd.zst", state(rows=20, ignored=12), processed_at="2026-12-01T11:00:00Z")
+        for order in ([a, b], [b, a]):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                doc = results.merge(order, group_by=None)
+            self.assertEqual(doc["total"]["shards_ok"], 1)
+            self.assertEqual(doc["total"]["rows"], 20)
+            self.assertEqual(len(caught), 1)
+            self.assertIn("same shard", str(caught[0].message))
+        # shard_index identity: two names, one (group, index)
+        meta = {"model": "m", "checkpoint": "c", "split": "val", "shard_index": 1, "num_shards": 2}
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            doc = results.merge([record("x.lshd.zst", state(), meta), record("y.lshd.zst", state(), meta)])
+        self.assertEqual(doc["total"]["shards_ok"], 1)
+        self.assertEqual(doc["groups"][0]["completeness"], {"expected": 2, "present": 1, "missing": [0]})
+
+    def test_completeness_and_group_order(self):
+        recs = []
+        for ckpt in (500, 100, None):
+            for i in (0, 2):
+                meta = {"model": "m", "split": "val", "shard_index": i, "num_shards": 3}
+                if ckpt is not None:
+                    meta["checkpoint"] = ckpt
+                recs.append(record(f"{ckpt}-{i}.lshd.zst", state(), meta))
+        doc = results.merge(recs)
+        self.assertEqual([g["key"]["checkpoint"] for g in doc["groups"]], [None, 100, 500])
+        for g in doc["groups"]:
+            self.assertEqual(list(g)[:3], ["key", "shards", "completeness"])
+            self.assertEqual(g["completeness"], {"expected": 3, "present": 2, "missing": [1]})
+            self.assertEqual(g["shards"], 2)
+            self.assertEqual(g["rows"], 20)
+
+    def test_refusals_name_the_file(self):
+        good = state()
+        cases = [
+            (dict(good, state_version=7), "unknown state_version 7"),
+            (dict(good, rows=11), "state counts do not add up: rows 11 != counted 8"),
+            (dict(good, top_k=10), "state computed with top-k 10 and 15 ECE bins; this merge uses top-k 5"),
+            (dict(good, nll_sum={"fixed": "12x", "wide": []}), "bad exact sum nll_sum"),
+            ({k: v for k, v in good.items() if k != "brier_sum"}, "missing brier_sum"),
+        ]
+        for st, message in cases:
+            with self.subTest(message):
+                with self.assertRaises(results.ResultsError) as caught:
+                    results.merge([record("bad.lshd.zst", st)])
+                self.assertIn(message, str(caught.exception))
+                self.assertIn("bad.lshd.zst", str(caught.exception))
+        with self.assertRaisesRegex(results.ResultsError, "no exact \"state\""):
+            results.merge([{"shard": "old.lshd.zst", "ok": True, "meta": None}])
+
+    def test_options(self):
+        with self.assertRaisesRegex(ValueError, "smoothing 1.5 is outside"):
+            results.merge([], smoothing=1.5)
+        with self.assertRaisesRegex(ValueError, "smoothing_mode must be one of"):
+            results.merge([], smoothing_mode="label")
+        doc = results.merge([], smoothing_mode="fairseq", report_smoothing=(0.0, 0.1))
+        self.assertEqual(doc["total"]["smoothing_mode"], "others")
+        self.assertEqual(doc["total"]["losses_by_smoothing"], {"0.1": None, "0.0": None})
+        self.assertIsNone(doc["total"]["loss"])
+
+    def test_non_scalar_group_value_is_refused(self):
+        with self.assertRaisesRegex(results.ResultsError, r"meta\['split'\] is not a scalar"):
+            results.merge([record("a.lshd.zst", state(), {"split": ["a"]})])
+
+
+class Loading(TempDirCase):
+    def put(self, name, value):
+        path = self.dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value if isinstance(value, str) else json.dumps(value))
+        return path
+
+    def test_every_kind(self):
+        rec = record("a.lshd.zst", state())
+        ev = self.put("eval.json", {"shards": [rec, {"shard": "b", "ok": False, "error": {}}], "total": {"shards_ok": 1}})
+        self.assertEqual((results.load(ev).kind, len(results.load(ev))), ("eval", 2))
+        self.assertEqual(results.load(self.put("out/a.lshd.zst.summary.json", rec)).kind, "summary")
+        self.assertEqual(results.load(self.put("out/b.error.json", {"shard": "b", "ok": False})).kind, "error")
+        tot = results.load(self.put("out/totals.json", {"shards_ok": 1, "shards_failed": 1}))
+        self.assertEqual(tot.kind, "totals")
+        self.put("out/superseded/a.lshd.zst.summary.json", rec)
+        d = results.load(self.dir / "out")
+        self.assertEqual((d.kind, len(d.shards), d.total["shards_ok"]), ("directory", 2, 1))
+        doc = results.merge([ev, self.dir / "out"])
+        self.assertEqual(doc["total"]["shards_ok"], 1)  # a.lshd.zst twice: one identity
+        merged = self.put("merged.json", results.dumps(doc))
+        self.assertEqual(results.load(merged).kind, "merge")
+
+    def test_bad_files(self):
+        for name, text, message in (("t.json", '{"shards": [', "not JSON"), ("e.json", "", "empty file"),
+                                    ("n.json", '{"x": NaN}', "not JSON"), ("o.json", "[1]", "not a smoothd result"),
+                                    ("u.json", '{"a": 1}', "not a smoothd result")):
+            with self.assertRaisesRegex(results.ResultsError, message) as caught:
+                results.load(self.put(name, text))
+            self.assertIn(name, str(caught.exception))
+
+    def test_dumps_writes_like_smoothd(self):
+        text = results.dumps({"a": [1, 2.0, 1e-05, 1e16, None, True], "s": "x\u0008\u007f\u2028é\"", "e": {}, "l": []})
+        self.assertEqual(text, '{\n  "a": [\n    1,\n    2.0,\n    1e-05,\n    1e+16,\n    null,\n    true\n  ],\n'
+                               '  "s": "x\\u0008\\u007f\\u2028é\\"",\n  "e": {},\n  "l": []\n}')
+        self.assertEqual(results.dumps({"x": float("inf")}, pretty=False), '{"x":null}')
+
+
+if __name__ == "__main__":
+    unittest.main()
