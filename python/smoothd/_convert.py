@@ -78,38 +78,42 @@ def check_logit_dtype(x, logit_dtype: str, raw: bool) -> None:
         raise TypeError(f"logits must be floating point (or integers), got {getattr(x, 'dtype', None)}")
 
 
-def encode_numpy(x: np.ndarray, logit_dtype: str, *, raw: bool = False, owned: bool = False) -> np.ndarray:
-    """numpy logits -> a C-contiguous array in the stored representation that the writer may keep.
+def _contiguous(x: np.ndarray, copy: bool) -> np.ndarray:
+    return np.array(x, order="C") if copy else np.ascontiguousarray(x)
 
-    owned=True says x is already a private copy (no defensive copy needed). raw=True: x holds the
-    stored bit patterns already (uint16/int16 for float16 and bfloat16, float32/uint32/int32 for float32).
+
+def encode_numpy(x: np.ndarray, logit_dtype: str, *, raw: bool = False, copy: bool = True) -> np.ndarray:
+    """numpy logits -> a C-contiguous array in the stored representation.
+
+    copy=False allows the result to share memory with x (the writer copies it into its frame anyway).
+    raw=True: x holds the stored bit patterns already (uint16/int16 for float16 and bfloat16).
     """
     store = LOGIT_DTYPES[logit_dtype][1]
     if raw:
         if x.dtype.itemsize != store.itemsize or x.dtype.kind not in "uif":
             raise TypeError(f"raw {logit_dtype} logits must be {store.itemsize}-byte integers holding the bits, "
                             f"got {x.dtype}")
-        return np.array(x, copy=not owned, order="C").view(store)
+        return _contiguous(x, copy).view(store)
     if getattr(x.dtype, "name", "") == "bfloat16" and x.dtype.itemsize == 2:  # ml_dtypes' bfloat16
         if logit_dtype == "bfloat16":
-            return np.array(x, copy=not owned, order="C").view(store)
+            return _contiguous(x, copy).view(store)
         x = x.astype(np.float32)  # exact
-        owned = True
+        copy = False
     elif x.dtype not in (np.float16, np.float32, np.float64):
         if x.dtype.kind not in "biuf":
             raise TypeError(f"logits must be floating point (or integers), got {x.dtype}")
         x = x.astype(np.float32)
-        owned = True
+        copy = False
     with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is the IEEE result we want
         if logit_dtype == "bfloat16":
             return float_to_bfloat16_bits(x)
         if x.dtype == store:
-            return np.array(x, copy=not owned, order="C")
+            return _contiguous(x, copy)
         # numpy's float64 -> float16 cast rounds once to nearest even, as IEEE requires.
         return np.ascontiguousarray(x.astype(store))
 
 
-def encode_tensor(t, logit_dtype: str, *, raw: bool = False) -> np.ndarray:
+def encode_tensor(t, logit_dtype: str, *, raw: bool = False, copy: bool = True) -> np.ndarray:
     """A torch tensor slice -> stored representation, converting on the tensor's device.
 
     float16/bfloat16 tensors stored as their own dtype are reinterpreted (t.view(torch.int16)), never
@@ -124,7 +128,7 @@ def encode_tensor(t, logit_dtype: str, *, raw: bool = False) -> np.ndarray:
         if name == "torch.float64" or name not in _TORCH_FLOAT:
             # float64 needs one correct rounding (torch rounds float64 through float32); integers are values.
             x = t.cpu().numpy()
-            return encode_numpy(x, logit_dtype, owned=t.device.type != "cpu")
+            return encode_numpy(x, logit_dtype, copy=copy and t.device.type == "cpu")
         if _TORCH_FLOAT[name] != logit_dtype:
             # float32 -> float16/bfloat16 and half -> float32 are single roundings (or exact) in torch.
             t = t.to({"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[logit_dtype])
@@ -138,7 +142,7 @@ def encode_tensor(t, logit_dtype: str, *, raw: bool = False) -> np.ndarray:
     if t.device.type != "cpu":
         t = t.cpu()
         fresh = True
-    return encode_numpy(t.numpy(), logit_dtype, raw=True, owned=fresh)
+    return encode_numpy(t.numpy(), logit_dtype, raw=True, copy=copy and not fresh)
 
 
 # ------------------------------------------------------------------------------------------------

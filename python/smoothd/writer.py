@@ -28,9 +28,10 @@ class LSHDWriter:
     boundary and smoothd decodes them in parallel) and hands the frames to ``threads`` compression
     workers. It returns at once unless more than ``max_buffer_bytes`` of payload are in flight (queued,
     being compressed, or compressed and waiting for their turn to be written): then it waits
-    (backpressure). So the writer holds at most ``max_buffer_bytes`` of payload in flight, plus the frame
-    being filled, plus one contiguous copy per worker of the frame it compresses: at most
-    ``max_buffer_bytes + (threads + 1) * frame_bytes`` whatever the size of a write. The default
+    (backpressure). A frame in flight is its payload buffer, its compressed bytes, or (while a worker
+    compresses it) both; so the writer holds at most ``max_buffer_bytes`` in flight, plus the frame being
+    filled, plus the output of each compressing worker: ``max_buffer_bytes + (threads + 1) * frame_bytes``
+    whatever the size of a write (plus, when logits need converting, one frame's rows of temporaries). The default
     ``max_buffer_bytes`` is ``(threads + 1) * frame_bytes``, so 48 MiB with the defaults (2 threads, 8 MiB
     frames). A frame larger than the bound (one row over ``frame_bytes``) is let through alone. Frames reach the file in order. An error in a
     worker (a full disk, say) is raised by the next write() or close(), and the temporary file is removed.
@@ -88,8 +89,8 @@ class LSHDWriter:
         self._file = None
         self._tmp = None
 
-        # The frame being filled: buffers in payload order and their total size.
-        self._pieces = []
+        # The frame being filled: one contiguous buffer (allocated when the frame starts) and its used size.
+        self._frame = None
         self._fill = 0
         self._has_block = False  # the frame being filled holds a block (not only the header)
         self._next_seq = 0
@@ -181,8 +182,9 @@ class LSHDWriter:
                     room_rows = max(1, room_rows)
                 n = min(rows - start, room_rows, 0xFFFFFFFF)
                 part = z[start:start + n]
-                stored = encode_tensor(part, self.logit_dtype, raw=raw) if tensor else encode_numpy(
-                    part, self.logit_dtype, raw=raw)
+                # No defensive copy: _add copies into the frame buffer.
+                stored = encode_tensor(part, self.logit_dtype, raw=raw, copy=False) if tensor else encode_numpy(
+                    part, self.logit_dtype, raw=raw, copy=False)
                 self._add(U32.pack(n))
                 self._add(y[start:start + n])
                 self._add(stored.reshape(-1))
@@ -249,7 +251,7 @@ class LSHDWriter:
         for worker in self._workers:
             worker.join()
         self._workers = []
-        self._pieces = []
+        self._frame = None
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -274,11 +276,20 @@ class LSHDWriter:
             raise error
 
     def _add(self, buffer) -> None:
+        """Append bytes (bytes or a C-contiguous array) to the frame being filled, copying them."""
         if self._single is not None:
             self._file.write(self._single.compress(buffer))
             return
-        self._pieces.append(buffer)
-        self._fill += len(buffer) if isinstance(buffer, bytes) else buffer.nbytes
+        src = np.frombuffer(buffer, dtype=np.uint8)
+        end = self._fill + len(src)
+        if self._frame is None or end > len(self._frame):
+            # A new frame, or (rarely) a first block larger than frame_bytes: one row over it, or big meta.
+            grown = np.empty(max(self.frame_bytes, end), dtype=np.uint8)
+            if self._frame is not None:
+                grown[:self._fill] = self._frame[:self._fill]
+            self._frame = grown
+        self._frame[self._fill:end] = src
+        self._fill = end
 
     def _submit(self) -> None:
         """Hand the frame being filled to the workers, waiting while too much is in flight."""
@@ -286,16 +297,16 @@ class LSHDWriter:
             self._file.write(self._single.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
             self._single = zstandard.ZstdCompressor(level=self.level, write_checksum=True).compressobj()
             return
-        if not self._pieces:
+        if not self._fill:
             return
-        pieces, size = self._pieces, self._fill
-        self._pieces, self._fill, self._has_block = [], 0, False
+        frame, size = self._frame, self._fill
+        self._frame, self._fill, self._has_block = None, 0, False
         with self._cond:
             while self._inflight > 0 and self._inflight + size > self.max_buffer_bytes and self._error is None:
                 self._cond.wait()
             self._inflight += size
         self._raise_worker_error()
-        self._jobs.put((self._next_seq, pieces, size))
+        self._jobs.put((self._next_seq, frame, size))
         self._next_seq += 1
 
     def _work(self) -> None:
@@ -304,20 +315,15 @@ class LSHDWriter:
             job = self._jobs.get()
             if job is None:
                 return
-            seq, pieces, size = job
+            seq, frame, size = job
             del job
             data = None
             if self._error is None:
                 try:
-                    # One contiguous input: one-shot compression is faster than streaming the pieces, and the
-                    # frame header then states its content size.
-                    joined = b"".join(pieces)
-                    pieces.clear()
-                    data = cctx.compress(joined)
-                    del joined
+                    data = cctx.compress(frame[:size])  # one-shot: the frame header states its content size
                 except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
                     self._fail(e)
-            del pieces
+            del frame
             self._deliver(seq, data, size)
 
     def _deliver(self, seq, data, size) -> None:
