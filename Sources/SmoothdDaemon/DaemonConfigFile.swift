@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A problem in a `--config` file, with the line it was found on (0 when the file could not be read).
 public struct ConfigFileError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The config file's path.
@@ -19,8 +25,9 @@ public struct ConfigFileError: Error, Sendable, Equatable, CustomStringConvertib
 }
 
 /// The `--config` file: one `key = value` per line, where `key` is a `serve` option's long name without the
-/// leading dashes (`spool`, `metrics-listen`, `smoothing`, …). Blank lines and lines starting with `#` are ignored;
-/// a value may be wrapped in double quotes. Flags take `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+/// leading dashes (`spool`, `metrics-listen`, `smoothing`, …). Lines end at `\n`; a `\r` before it (a file saved
+/// with CRLF line ends) is dropped. Blank lines and lines starting with `#` are ignored; a value may be wrapped in
+/// double quotes. The file must be UTF-8 without a byte order mark. Flags take `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
 /// Options given on the command line win over the file; the file wins over built-in defaults.
 public struct DaemonConfigFile: Sendable, Equatable {
     /// One `key = value` line.
@@ -40,11 +47,29 @@ public struct DaemonConfigFile: Sendable, Equatable {
 
     /// Parses config text; `path` only labels errors.
     public static func parse(_ text: String, path: String) throws(ConfigFileError) -> DaemonConfigFile {
+        try parse(bytes: Array(text.utf8), path: path)
+    }
+
+    /// Parses the bytes of a config file; `path` only labels errors.
+    ///
+    /// Lines are split on `\n` bytes, not on Swift `Character`s (for which `"\r\n"` is one character, so a CRLF
+    /// file would be a single line), and a trailing `\r` is dropped.
+    public static func parse(bytes: [UInt8], path: String) throws(ConfigFileError) -> DaemonConfigFile {
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) {
+            throw ConfigFileError(path: path, line: 1, message: "the file starts with a UTF-8 byte order mark (bytes EF BB BF); save it as UTF-8 without a BOM")
+        }
+        if bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF]) {
+            throw ConfigFileError(path: path, line: 1, message: "the file is UTF-16 (it starts with a byte order mark); save it as UTF-8")
+        }
         var entries: [Entry] = []
         var seen: Set<String> = []
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for var rawBytes in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
+            if rawBytes.last == UInt8(ascii: "\r") { rawBytes = rawBytes.dropLast() }
+            guard let rawLine = String(validating: rawBytes, as: UTF8.self) else {
+                throw ConfigFileError(path: path, line: lineNumber, message: "not valid UTF-8")
+            }
             let line = rawLine.trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let equals = line.firstIndex(of: "=") else {
@@ -71,19 +96,30 @@ public struct DaemonConfigFile: Sendable, Equatable {
         return DaemonConfigFile(path: path, entries: entries)
     }
 
-    /// Reads and parses the file at `path`.
+    /// Reads and parses the file at `path`. Unlike the spool and output layer, this follows symlinks (the config
+    /// is the administrator's, and /etc/alternatives, NixOS and Kubernetes ConfigMaps install it as a symlink); it
+    /// must end at a regular file of at most 1 MiB.
     public static func load(path: String) throws(ConfigFileError) -> DaemonConfigFile {
         let bytes: [UInt8]
         do {
-            let directory = try DirectoryHandle(path: parentDirectory(of: path), create: false)
-            bytes = try directory.readFile(lastComponent(of: path), limit: 1 << 20)
+            bytes = try readRegularFile(path: path, limit: 1 << 20)
         } catch {
             throw ConfigFileError(path: path, line: 0, message: "cannot read: \(error)")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw ConfigFileError(path: path, line: 0, message: "not valid UTF-8")
+        return try parse(bytes: bytes, path: path)
+    }
+
+    /// The bytes of the regular file at `path`, following symlinks; never blocks on a FIFO.
+    static func readRegularFile(path: String, limit: Int) throws(FileSystemError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw FileSystemError.current("open", path) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystemError.current("stat", path) }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw FileSystemError(operation: "open (not a regular file)", path: path, errorNumber: EINVAL)
         }
-        return try parse(text, path: path)
+        return try readAll(fd, limit: limit, path: path)
     }
 
     /// The command-line arguments equivalent to this file (`--key=value`, or `--key` / `--no-key` for flags), leaving

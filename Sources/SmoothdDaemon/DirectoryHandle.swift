@@ -228,19 +228,7 @@ final class DirectoryHandle: Sendable {
     func readFile(_ name: String, limit: Int = 64 << 20) throws(FileSystemError) -> [UInt8] {
         let fd = try openRegularFile(name)
         defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileSystemError.current("read", display(name))
-            }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
-            if result.count > limit { throw FileSystemError(operation: "read", path: display(name), errorNumber: EFBIG) }
-        }
-        return result
+        return try readAll(fd, limit: limit, path: display(name))
     }
 
     /// The temporary name `writeDurably` uses for `name`; recovery removes leftovers that match it.
@@ -329,6 +317,23 @@ extension EntryInfo {
         permissions = UInt32(st.st_mode) & 0o7777
         changeNanoseconds = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
     }
+}
+
+/// Reads `fd` to its end: at most `limit` bytes (more is an `EFBIG` error); `path` labels errors.
+func readAll(_ fd: Int32, limit: Int, path: String) throws(FileSystemError) -> [UInt8] {
+    var result: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw FileSystemError.current("read", path)
+        }
+        if n == 0 { break }
+        result.append(contentsOf: chunk[0..<n])
+        if result.count > limit { throw FileSystemError(operation: "read", path: path, errorNumber: EFBIG) }
+    }
+    return result
 }
 
 /// Calls `body` with the NUL-terminated bytes of the directory entry `name` stands for (a plain name, or an

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 @testable import SmoothdDaemon
@@ -34,6 +37,44 @@ struct ConfigurationTests {
             #expect(error.line == 3)
             #expect(error.description.hasPrefix("c.conf:3:"))
         }
+    }
+
+    /// CRLF line ends (a file edited on Windows) are lines like any other; the `\r` is not part of the value.
+    @Test func crlfLinesAreSplitAndTheirCarriageReturnsDropped() throws {
+        let file = try DaemonConfigFile.parse("spool = /a\r\noutput = \"/b\"\r\n\r\n# c\r\nmax-inflight = 2\r\ndelete-processed = true", path: "c")
+        #expect(file.entries.map(\.key) == ["spool", "output", "max-inflight", "delete-processed"])
+        #expect(file.entries.map(\.value) == ["/a", "/b", "2", "true"])
+        #expect(file.entries.map(\.line) == [1, 2, 5, 6])
+    }
+
+    /// A UTF-8 byte order mark is refused with a message that says so and names the file.
+    @Test func byteOrderMarkIsRefusedReadably() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let path = dir.sub("bom.conf")
+        try Files.write([0xEF, 0xBB, 0xBF] + Array("spool = /a\n".utf8), to: path)
+        do {
+            _ = try DaemonConfigFile.load(path: path)
+            Issue.record("a config file with a byte order mark was accepted")
+        } catch {
+            #expect(error.description.hasPrefix(path + ":"), "\(error)")
+            #expect(error.description.contains("byte order mark"), "\(error)")
+        }
+    }
+
+    /// The config file may be a symlink (/etc/alternatives, NixOS, Kubernetes ConfigMaps), also one to a symlink.
+    @Test func symlinkedConfigFileIsFollowed() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        mkdir(dir.sub("data"), 0o755)
+        try Files.write(Array("spool = /s\noutput = /o\n".utf8), to: dir.sub("data/real.conf"))
+        #expect(symlink("data/real.conf", dir.sub("first.conf")) == 0)
+        #expect(symlink(dir.sub("first.conf"), dir.sub("smoothd.conf")) == 0)
+        let file = try DaemonConfigFile.load(path: dir.sub("smoothd.conf"))
+        #expect(file.entries.map(\.value) == ["/s", "/o"])
+        // A FIFO in its place is refused without blocking.
+        #expect(mkfifo(dir.sub("fifo.conf"), 0o644) == 0)
+        #expect(throws: ConfigFileError.self) { try DaemonConfigFile.load(path: dir.sub("fifo.conf")) }
     }
 
     @Test func flagsOnTheCommandLineWin() throws {
