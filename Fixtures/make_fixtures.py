@@ -635,12 +635,18 @@ def check() -> int:
         # The committed invalid files must still fail as stated (e.g. the corrupted byte).
         if committed is not None:
             problems += invalid_problems(HERE, committed["invalid"])
+    return report(problems, "Fixtures/make_fixtures.py",
+                  f"fixtures OK: {len(regenerated['valid'])} valid, {len(regenerated['invalid'])} invalid, expected.json matches")
+
+
+def report(problems, script: str, ok: str) -> int:
+    """Print the --check verdict; 1 when there are problems."""
     for p in problems:
         print("MISMATCH:", p, file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problem(s); rerun `python3 Fixtures/make_fixtures.py` and review the diff", file=sys.stderr)
+        print(f"{len(problems)} problem(s); rerun `python3 {script}` and review the diff", file=sys.stderr)
         return 1
-    print(f"fixtures OK: {len(regenerated['valid'])} valid, {len(regenerated['invalid'])} invalid, expected.json matches")
+    print(ok)
     return 0
 
 
