@@ -56,8 +56,13 @@ def shard_specs():
     specs += ranked(a, "ckpt-1000", 1000, "validation", 32, "float16", 4, [0, 1, 3], 30, 0.60)
     specs += ranked(a, "ckpt-1000", 1000, "test", 32, "float32", 2, [0, 1], 40, 0.62, label_dtype="int32")
     specs += ranked(b, 100, 100, "validation", 7, "float16", 3, [0, 1, 2], 60, 0.40)
-    # Ranks disagree on num_shards (3, 3, 2): a warning; the largest (3) is used.
-    specs += ranked(b, 250, 250, "validation", 7, "float32", [3, 3, 2], [0, 1, 2], 60, 0.55)
+    # A rank outside [0, num_shards): an error for that shard under every --group-by.
+    specs += [("lm-b.100.validation.r3-of-3.lshd.zst",
+               dict(K=7, dtype="float16", rows=30, quality=0.4,
+                    meta={"model": b, "checkpoint": 100, "step": 100, "split": "validation",
+                          "shard_index": 3, "num_shards": 3}))]
+    # Ranks disagree on num_shards (2, 3, 3): a warning; the largest (3) is used.
+    specs += ranked(b, 250, 250, "validation", 7, "float32", [2, 3, 3], [0, 1, 2], 60, 0.55)
     # Rank 1 has NaN/±Inf logits in some rows (and one ignored row with a NaN, which is only ignored).
     specs += ranked(b, 1000, 1000, "validation", 7, "float16", 2, [0, 1], 80, 0.70, nonfinite=(1,))
     specs += [

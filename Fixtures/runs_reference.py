@@ -10,8 +10,11 @@ The rules (Fixtures/runs/README.md states them for the Swift side):
   * group key: {KEY: meta[KEY] or null when absent} for the --group-by keys, in --group-by order; a shard
     without meta has every key null. A group-by key whose value is an array or object is an error for
     that shard (kind group_key_not_scalar, offset 32); it is in no group and not in the total.
+  * shard_index / num_shards that are not integers >= 0 / >= 1, or shard_index >= num_shards: an error for
+    that shard (kind bad_shard_index, offset 32) under every --group-by.
   * order of groups: by key, the keys' values compared left to right; per value null < false < true <
-    numbers (by value) < strings (by Unicode code points, i.e. by UTF-8 bytes, no locale, no natural sort).
+    numbers (by value) < strings (by Unicode code points, i.e. by UTF-8 bytes, no locale, no natural sort);
+    values equal in this order are one value (1 and 1.0).
   * run key: the same, over the --group-by keys plus model, checkpoint and split (so a coarser --group-by
     never makes shards of different checkpoints collide). Identity: (run key, shard_index) when meta has
     shard_index, else ("name", file name without directory). A later shard (argument order for eval,
@@ -44,12 +47,18 @@ def value_token(v):
     if isinstance(v, (int, float)):
         return (2, v)  # Python compares int and float exactly, by value
     if isinstance(v, str):
-        return (3, [ord(c) for c in v])
+        return (3, v)  # Python compares str by code point
     raise TypeError(f"not a scalar JSON value: {v!r}")
 
 
 def key_token(key: dict, keys):
     return tuple(value_token(key[k]) for k in keys)
+
+
+def same_token(v):
+    """Equality token: scalars by value_token (1 and 1.0 are one value, true and 1 are not); arrays and
+    objects (possible in a run key outside the --group-by) by their canonical JSON."""
+    return ("json", canonical(v)) if isinstance(v, (list, dict)) else value_token(v)
 
 
 def canonical(v) -> str:
@@ -80,12 +89,30 @@ def run_keys(group_by) -> tuple:
     return tuple(group_by) + tuple(k for k in RUN_KEYS if k not in group_by)
 
 
+def rank_problem(meta):
+    """(key, reason) when meta's shard_index / num_shards are unusable, else None. Integral JSON numbers
+    only (2.0 is 2; true, "2", 1.5 are not)."""
+    meta = meta or {}
+
+    def integral(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and float(v).is_integer()
+
+    if COUNT_KEY in meta and not (integral(meta[COUNT_KEY]) and meta[COUNT_KEY] >= 1):
+        return COUNT_KEY, f"meta {COUNT_KEY} is {canonical(meta[COUNT_KEY])}; it must be an integer >= 1"
+    if INDEX_KEY in meta:
+        if not (integral(meta[INDEX_KEY]) and meta[INDEX_KEY] >= 0):
+            return INDEX_KEY, f"meta {INDEX_KEY} is {canonical(meta[INDEX_KEY])}; it must be an integer >= 0"
+        if COUNT_KEY in meta and meta[INDEX_KEY] >= meta[COUNT_KEY]:
+            return INDEX_KEY, f"meta {INDEX_KEY} {meta[INDEX_KEY]} is not below {COUNT_KEY} {meta[COUNT_KEY]}"
+    return None
+
+
 def identity(shard, group_by):
     """(comparable identity, its JSON form for reports)."""
     meta = shard["meta"] or {}
     if INDEX_KEY in meta:
         run = {k: meta.get(k) for k in run_keys(group_by)}
-        return ("index", canonical(run), canonical(meta[INDEX_KEY])), {"run": run, INDEX_KEY: meta[INDEX_KEY]}
+        return ("index", tuple(same_token(v) for v in run.values()), meta[INDEX_KEY]), {"run": run, INDEX_KEY: meta[INDEX_KEY]}
     name = os.path.basename(shard["name"])
     return ("name", name), {"name": name}
 
@@ -110,7 +137,7 @@ def completeness(live, group_by):
         meta = s["meta"] or {}
         if INDEX_KEY in meta or COUNT_KEY in meta:
             run = {k: meta.get(k) for k in run_keys(group_by)}
-            runs.setdefault(canonical(run), (run, []))[1].append(s)
+            runs.setdefault(tuple(same_token(v) for v in run.values()), (run, []))[1].append(s)
     warnings, parts = [], []
     for run, members in runs.values():
         stated = [(s["name"], s["meta"][COUNT_KEY]) for s in members if COUNT_KEY in s["meta"]]
@@ -140,10 +167,17 @@ def evaluate_runs(shards, group_by=DEFAULT_GROUP_BY):
     errors, keyed = [], []
     for s in shards:
         try:
-            keyed.append((s, group_key(s["meta"], group_by)))
+            key = group_key(s["meta"], group_by)
         except GroupKeyError as e:
             errors.append({"file": s["name"], "kind": "group_key_not_scalar", "offset": META_OFFSET,
                            "key": e.key, "reason": str(e)})
+            continue
+        problem = rank_problem(s["meta"])
+        if problem:
+            errors.append({"file": s["name"], "kind": "bad_shard_index", "offset": META_OFFSET,
+                           "key": problem[0], "reason": problem[1]})
+            continue
+        keyed.append((s, key))
     # Supersession: the newest shard of each identity is live.
     newest, superseded = {}, []
     for s, key in keyed:
@@ -156,7 +190,7 @@ def evaluate_runs(shards, group_by=DEFAULT_GROUP_BY):
 
     groups, warnings = {}, []
     for s, key in live:
-        groups.setdefault(canonical([key[k] for k in group_by]), (key, []))[1].append(s)
+        groups.setdefault(key_token(key, group_by), (key, []))[1].append(s)
     out_groups = []
     for key, members in sorted(groups.values(), key=lambda g: key_token(g[0], group_by)):
         entry = {"key": key, "shards": len(members), "files": [s["name"] for s in members]}

@@ -24,6 +24,7 @@ import runs_reference  # noqa: E402
 
 EXPECTED = json.loads((HERE / "runs" / "expected.json").read_text(encoding="utf-8"))
 FILES = {f["file"]: f for f in EXPECTED["files"]}
+BAD_RANK = "runs/lm-b.100.validation.r3-of-3.lshd.zst"  # an error under every --group-by
 DEFAULT = EXPECTED["group_by"]["model,checkpoint,split"]
 
 
@@ -114,14 +115,14 @@ class BruteForceMetrics(unittest.TestCase):
         self.assertEqual(group(DEFAULT, **key)["nonfinite_rows"], 5)
 
     def test_model_group_includes_the_shard_with_a_list_split(self):
-        files = [f for f in FILES if FILES[f]["meta"] and FILES[f]["meta"].get("model") == "lm-b"]
+        files = [f for f in FILES if FILES[f]["meta"] and FILES[f]["meta"].get("model") == "lm-b" and f != BAD_RANK]
         self.assertIn("runs/lm-b.1000.mixed-splits.lshd.zst", files)
         self.check(EXPECTED["group_by"]["model"], {"model": "lm-b"}, files)
 
     def test_none_pools_every_live_shard_and_equals_the_total(self):
         gone = {"runs/lm-a.ckpt-250.validation.r1.lshd.zst", "runs/plain-0.lshd.zst"}
         result = EXPECTED["group_by"]["none"]
-        self.check(result, {}, [f for f in FILES if f not in gone])
+        self.check(result, {}, [f for f in FILES if f not in gone and f != BAD_RANK])
         total = {k: v for k, v in result["total"].items() if k not in ("shards_ok", "shards_failed")}
         self.assertEqual(total, {k: v for k, v in result["groups"][0].items() if k in total})
 
@@ -158,8 +159,11 @@ class Structure(unittest.TestCase):
             self.assertEqual(sum(g["shards"] for g in result["groups"]), result["total"]["shards_ok"], arg)
             for k in ("rows", "counted_rows", "ignored_rows", "nonfinite_rows"):
                 self.assertEqual(sum(g[k] for g in result["groups"]), result["total"][k], f"{arg} {k}")
-        self.assertEqual([e["file"] for e in DEFAULT["errors"]], ["runs/lm-b.1000.mixed-splits.lshd.zst"])
-        self.assertEqual(EXPECTED["group_by"]["model"]["errors"], [])
+        self.assertEqual([(e["file"], e["kind"], e["key"]) for e in DEFAULT["errors"]],
+                         [(BAD_RANK, "bad_shard_index", "shard_index"),
+                          ("runs/lm-b.1000.mixed-splits.lshd.zst", "group_key_not_scalar", "split")])
+        for arg in ("model", "none"):
+            self.assertEqual([e["file"] for e in EXPECTED["group_by"][arg]["errors"]], [BAD_RANK])
 
     def test_superseded_by_the_later_file_with_the_same_identity(self):
         order = list(FILES)
@@ -194,7 +198,7 @@ class Structure(unittest.TestCase):
         self.assertEqual(kinds, [("num_shards_disagree", None),
                                  ("nonfinite_rows", "runs/lm-b.1000.validation.r1.lshd.zst")])
         disagree = DEFAULT["warnings"][0]
-        self.assertEqual([s["num_shards"] for s in disagree["shards"]], [3, 3, 2])
+        self.assertEqual([s["num_shards"] for s in disagree["shards"]], [2, 3, 3])
         self.assertEqual(disagree["num_shards_used"], 3)
 
     def test_identity_ignores_the_directory_for_name_identity(self):
@@ -205,6 +209,20 @@ class Structure(unittest.TestCase):
         other_ckpt = {"name": "y", "meta": {"model": "m", "checkpoint": 2, "shard_index": 0}}
         # --group-by none must not make rank 0 of two checkpoints one identity.
         self.assertNotEqual(runs_reference.identity(ranked, ())[0], runs_reference.identity(other_ckpt, ())[0])
+
+    def test_rank_problems(self):
+        for meta in ({"shard_index": 3, "num_shards": 3}, {"shard_index": -1}, {"shard_index": "1"},
+                     {"shard_index": True}, {"shard_index": 1.5}, {"num_shards": 0}, {"num_shards": 2.5}):
+            self.assertIsNotNone(runs_reference.rank_problem(meta), meta)
+        for meta in (None, {}, {"shard_index": 2, "num_shards": 3}, {"shard_index": 2.0, "num_shards": 3.0},
+                     {"shard_index": 7}, {"num_shards": 1}):
+            self.assertIsNone(runs_reference.rank_problem(meta), meta)
+
+    def test_numbers_equal_by_value_are_one_group(self):
+        shards = [{"name": n, "meta": {"checkpoint": c}, "acc": None} for n, c in (("a", 1), ("b", 1.0), ("c", True))]
+        tokens = {runs_reference.key_token(runs_reference.group_key(s["meta"], ("checkpoint",)), ("checkpoint",))
+                  for s in shards}
+        self.assertEqual(len(tokens), 2)
 
     def test_non_scalar_group_key_is_an_error(self):
         with self.assertRaises(runs_reference.GroupKeyError):
