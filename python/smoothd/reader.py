@@ -149,13 +149,12 @@ class _Payload:
             self.pos += take
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def exact(self, n: int) -> bytes:
+    def exact(self, n: int, inside: str) -> bytes:
+        """Exactly n bytes, or `truncated` saying what the payload ended inside."""
         b = self.read(n)
         if len(b) != n:
-            raise self.error("truncated", self.pos, self._place)
+            raise self.error("truncated", self.pos, f"payload ends inside {inside} (no end marker)")
         return b
-
-    _place = ""
 
     def at_end(self) -> bool:
         """True when no payload byte follows (empty and skippable frames are fine)."""
@@ -280,11 +279,10 @@ class Shard:
             step = max_rows or (1 << 62)
             rows_seen = 0
             while True:
-                p._place = "payload ends before the end marker (no end marker)"
                 head = p.read(4)
                 if len(head) < 4:
-                    p._place = "payload ends inside a block header (no end marker)" if head else p._place
-                    raise p.error("truncated", p.pos, p._place)
+                    raise p.error("truncated", p.pos, "payload ends inside a block header (no end marker)" if head
+                                  else "payload ends before the end marker (no end marker)")
                 (rows,) = struct.unpack("<I", head)
                 if rows == 0:
                     end_at = p.pos - 4
@@ -292,9 +290,8 @@ class Shard:
                         raise p.error("num_rows_mismatch", end_at, f"header states num_rows {self._stated_rows} "
                                       f"but the shard holds {rows_seen} rows")
                     break
-                p._place = f"payload ends inside the labels of a block of {rows} rows (no end marker)"
                 labels_at = p.pos
-                labels = np.frombuffer(p.exact(rows * label_dt.itemsize), dtype=label_dt).astype(np.int64)
+                labels = np.frombuffer(p.exact(rows * label_dt.itemsize, f"the labels of a block of {rows} rows"), dtype=label_dt).astype(np.int64)
                 bad = ~(((labels >= 0) & (labels < K)) | (labels == self.ignore_index))
                 if bad.any():
                     i = int(np.argmax(bad))
@@ -303,8 +300,7 @@ class Shard:
                                   f"{self.ignore_index} in row {rows_seen + i}")
                 for s in range(0, rows, step):
                     n = min(step, rows - s)
-                    p._place = "payload ends inside the logits (no end marker)"
-                    raw = p.exact(n * row_bytes)
+                    raw = p.exact(n * row_bytes, "the logits")
                     if decode:
                         z = widen_logits(np.frombuffer(raw, dtype=logit_dt), self.logit_dtype).reshape(n, K)
                         yield labels[s:s + n], z
@@ -346,8 +342,7 @@ def _read_header(p: _Payload) -> dict:
     _, _, logit_code, label_code, K, meta_len, ignore_index, num_rows = HEADER.unpack(h)
     meta = None
     if meta_len:
-        p._place = "payload ends inside the metadata (no end marker)"
-        meta = _check_meta(p, p.exact(meta_len))
+        meta = _check_meta(p, p.exact(meta_len, "the metadata"))
     return {"num_classes": K, "logit_dtype": LOGIT_CODES[logit_code][0], "label_dtype": LABEL_CODES[label_code][0],
             "ignore_index": ignore_index, "num_rows": num_rows, "meta": meta,
             "logit_code": logit_code, "label_code": label_code}

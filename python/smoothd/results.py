@@ -393,14 +393,45 @@ def _inputs(records):
 
 
 def _scalar_key(value):
-    """Sort key of a group-key value: null first, then booleans, numbers, strings."""
+    """Sort key of a key value: null < false < true < numbers (by value) < strings (by code point)."""
     if value is None:
         return (0, 0)
     if isinstance(value, bool):
         return (1, value)
     if isinstance(value, (int, float)):
         return (2, value)
-    return (3, value)
+    if isinstance(value, str):
+        return (3, value)
+    return (4, json.dumps(value, sort_keys=True))  # a non-scalar in a run key (not a group key)
+
+
+def _key_order(key: dict):
+    return tuple(_scalar_key(v) for v in key.values())
+
+
+def _as_int(v):
+    """An integer, integral JSON numbers included (2.0 is 2); None for anything else (true, "2", 1.5)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
+def _rank_problem(meta):
+    """Why shard_index/num_shards are unusable (kind bad_shard_index), or None."""
+    n = _as_int(meta.get("num_shards"))
+    if "num_shards" in meta and (n is None or n < 1):
+        return f"meta num_shards {json.dumps(meta['num_shards'])} is not an integer >= 1"
+    if "shard_index" in meta:
+        i = _as_int(meta["shard_index"])
+        if i is None or i < 0:
+            return f"meta shard_index {json.dumps(meta['shard_index'])} is not an integer >= 0"
+        if n is not None and i >= n:
+            return f"meta shard_index {i} is not below num_shards {n}"
+    return None
 
 
 def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", report_smoothing=(),
@@ -409,17 +440,21 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
 
     records: results.load() objects, paths (loaded here), shard records (dicts), or a list of them.
     Valid records must carry ``state``; states computed with another top_k or ece_bins are refused.
-    A shard identity ((group key, shard_index) when meta has shard_index, else the file name) seen twice
-    is counted once, the newest (later ``processed_at``, else later in the input), with a warning.
     group_by: meta keys (default model, checkpoint, split); None, () or "none" puts every shard in one group.
+    The rules are those of Fixtures/runs/README.md: a shard whose group-by value is an array or object
+    counts as failed (warning ``group_key_not_scalar``); a shard's identity is (run key, ``shard_index``)
+    when meta has ``shard_index``, else its file name, the run key being the group-by keys plus model,
+    checkpoint and split; an identity seen twice is counted once, the newer record (later
+    ``processed_at``, else later in the input), with a warning; completeness is per run.
     """
     options = _Options(smoothing, smoothing_mode, report_smoothing, top_k, ece_bins)
     if group_by is None or group_by == "none" or group_by == ():
         keys = ()
     else:
         keys = tuple(k.strip() for k in group_by.split(",")) if isinstance(group_by, str) else tuple(group_by)
+    run_keys = keys + tuple(k for k in DEFAULT_GROUP_BY if k not in keys)
     inputs = []
-    chosen = {}  # identity -> (record, state, source, order)
+    chosen = {}  # identity -> (record, state, source, order, group key, run key)
     failed = 0
     order = 0
     for res in _inputs(records):
@@ -429,7 +464,6 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
             if record["ok"] is not True:
                 bad += 1
                 continue
-            ok += 1
             if "state" not in record:
                 raise ResultsError(where, "the record has no exact \"state\" to merge (use serve summaries or an "
                                           "eval --json from a smoothd that writes states)")
@@ -439,23 +473,31 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
                                           f"this merge uses top-k {options.top_k} and {options.ece_bins} bins "
                                           f"(pass top_k= and ece_bins= to match)")
             meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-            key = {}
-            for k in keys:
-                v = meta.get(k)
-                if isinstance(v, (dict, list)):
-                    raise ResultsError(where, f"meta[{k!r}] is not a scalar; it cannot be a group key")
-                key[k] = v
-            group = tuple(key.items())
-            index = meta.get("shard_index")
-            identity = (group, "index", json.dumps(index)) if "shard_index" in meta else (
-                "name", os.path.basename(record["shard"]))
+            wrong = next((k for k in keys if isinstance(meta.get(k), (dict, list))), None)
+            problem = None
+            if wrong is not None:
+                what = "an array" if isinstance(meta[wrong], list) else "an object"
+                problem = f"group_key_not_scalar: meta[{wrong!r}] is {what}, not a scalar"
+            else:
+                rank = _rank_problem(meta)
+                problem = rank and f"bad_shard_index: {rank}"
+            if problem:
+                warnings.warn(f"{where}: {problem}; the shard is counted as failed", ResultsWarning, stacklevel=2)
+                bad += 1
+                continue
+            ok += 1
+            key = {k: meta.get(k) for k in keys}
+            run = {k: meta.get(k) for k in run_keys}
+            if "shard_index" in meta:
+                identity = ("index", _key_order(run), _as_int(meta["shard_index"]))
+            else:
+                identity = ("name", os.path.basename(record["shard"]))
             order += 1
-            entry = (record, state, where, order, key)
+            entry = (record, state, where, order, key, run)
             old = chosen.get(identity)
             if old is not None:
-                newer = _newer(record, old[0])
-                kept, dropped = (entry, old) if newer else (old, entry)
-                warnings.warn(f"{kept[2]} and {dropped[2]} are the same shard (identity {_identity_text(identity)}); "
+                kept, dropped = (entry, old) if _newer(record, old[0]) else (old, entry)
+                warnings.warn(f"{kept[2]} supersedes {dropped[2]} (the same shard: {_identity_text(identity, run)}); "
                               f"counting only {kept[2]}", ResultsWarning, stacklevel=2)
                 chosen[identity] = kept
             else:
@@ -465,42 +507,60 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
 
     groups = {}
     total = State(options.top_k, options.ece_bins)
-    for record, state, where, _, key in sorted(chosen.values(), key=lambda e: e[3]):
-        g = groups.setdefault(tuple(key.items()), {"key": key, "state": State(options.top_k, options.ece_bins),
-                                                   "shards": 0, "indexes": set(), "num_shards": {}})
+    version = next((e[1].version for e in chosen.values() if e[1].version is not None), None)
+    for record, state, where, _, key, run in sorted(chosen.values(), key=lambda e: e[3]):
+        # Values equal in the key order are one group (1 and 1.0), shown as the first shard's value.
+        g = groups.setdefault(_key_order(key), {"key": key, "state": State(options.top_k, options.ece_bins),
+                                                "shards": 0, "runs": {}})
         g["state"].merge(state)
         total.merge(state)
         g["shards"] += 1
+        r = g["runs"].setdefault(_key_order(run), {"run": run, "indexes": set(), "num_shards": []})
         meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
-        if isinstance(meta.get("shard_index"), int) and not isinstance(meta.get("shard_index"), bool):
-            g["indexes"].add(meta["shard_index"])
-        if isinstance(meta.get("num_shards"), int) and not isinstance(meta.get("num_shards"), bool):
-            g["num_shards"].setdefault(meta["num_shards"], []).append(where)
-    for state in [total] + [g["state"] for g in groups.values()]:
-        state.version = next((s.version for _, s, _, _, _ in chosen.values() if s.version is not None), None)
+        if "shard_index" in meta:
+            r["indexes"].add(_as_int(meta["shard_index"]))
+        if "num_shards" in meta:
+            r["num_shards"].append((where, _as_int(meta["num_shards"])))
 
     out_groups = []
-    for gkey in sorted(groups, key=lambda t: tuple(_scalar_key(v) for _, v in t)):
-        g = groups[gkey]
+    for g in sorted(groups.values(), key=lambda g: _key_order(g["key"])):
         item = {"key": g["key"], "shards": g["shards"]}
-        if g["num_shards"]:
-            if len(g["num_shards"]) > 1:
-                warnings.warn(f"group {json.dumps(g['key'])}: shards disagree on num_shards "
-                              f"({', '.join(f'{n}: {w[0]}' for n, w in sorted(g['num_shards'].items()))})",
-                              ResultsWarning, stacklevel=2)
-            expected = max(g["num_shards"])
-            present = sorted(i for i in g["indexes"] if 0 <= i < expected)
-            item["completeness"] = {"expected": expected, "present": len(present),
-                                    "missing": sorted(set(range(expected)) - set(present))}
+        completeness = _completeness(g)
+        if completeness is not None:
+            item["completeness"] = completeness
         item.update(g["state"].metric_fields(options))
+        g["state"].version = version
         item["state"] = g["state"].to_json()
         out_groups.append(item)
 
+    total.version = version
     total_doc = {"shards_ok": len(chosen), "shards_failed": failed}
     total_doc.update(options.settings())
     total_doc.update(total.metric_fields(options))
     total_doc["state"] = total.to_json()
     return {"inputs": inputs, "groups": out_groups, "total": total_doc}
+
+
+def _completeness(group):
+    """{"expected", "present", "missing"} over the group's runs that state num_shards, or None."""
+    runs = [r for r in sorted(group["runs"].values(), key=lambda r: _key_order(r["run"])) if r["num_shards"]]
+    if not runs:
+        return None
+    expected = present = 0
+    missing = []
+    for r in runs:
+        stated = {n for _, n in r["num_shards"]}
+        n = max(stated)
+        if len(stated) > 1:
+            warnings.warn(f"num_shards_disagree in run {json.dumps(r['run'])}: "
+                          + ", ".join(f"{w}: {v}" for w, v in r["num_shards"]) + f"; using {n}",
+                          ResultsWarning, stacklevel=3)
+        have = {i for i in r["indexes"] if 0 <= i < n}
+        expected += n
+        present += len(have)
+        gaps = sorted(set(range(n)) - have)
+        missing += gaps if len(runs) == 1 else [{"run": r["run"], "shard_index": i} for i in gaps]
+    return {"expected": expected, "present": present, "missing": missing}
 
 
 def _newer(record, old) -> bool:
@@ -510,10 +570,10 @@ def _newer(record, old) -> bool:
     return True
 
 
-def _identity_text(identity) -> str:
+def _identity_text(identity, run) -> str:
     if identity[0] == "name":
         return f"file name {identity[1]}"
-    return f"group {json.dumps(dict(identity[0]))}, shard_index {identity[2]}"
+    return f"run {json.dumps(run)}, shard_index {identity[2]}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -152,6 +152,89 @@ class MergeEqualsOneEval(WithSummaries):
         self.assert_same_fields(doc["total"], report["total"], "eval --json states")
 
 
+class RunFixtures(unittest.TestCase):
+    """Fixtures/runs: groups, their order, completeness, supersession and failures as its independent
+    NumPy reference (Fixtures/runs_reference.py) expects, from the binary's per-shard states."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.binary, why = smoothd_binary()
+        expected = FIXTURES / "runs" / "expected.json"
+        if cls.binary is None or not expected.exists():
+            why = why or "no Fixtures/runs"
+            print(f"\nskipped {cls.__name__}: {why}")
+            raise unittest.SkipTest(why)
+        cls.expected = json.loads(expected.read_text(encoding="utf-8"))
+        cls.tmp = tempfile.mkdtemp(prefix="smoothd-runs-")
+        # Files with one base name (a re-run by name) go to a second spool, so that both are recorded.
+        spools, where = [], {}
+        for entry in cls.expected["files"]:
+            name = os.path.basename(entry["file"])
+            i = next(i for i in range(len(spools) + 1) if i == len(spools) or name not in spools[i])
+            if i == len(spools):
+                spools.append(set())
+            spools[i].add(name)
+            where[entry["file"]] = (i, name)
+        outs = []
+        for i in range(len(spools)):
+            spool, out = os.path.join(cls.tmp, f"spool{i}"), os.path.join(cls.tmp, f"out{i}")
+            os.makedirs(spool)
+            for file, (j, name) in where.items():
+                if j == i:
+                    shutil.copy(FIXTURES / file, os.path.join(spool, name))
+            proc = subprocess.run([cls.binary, "serve", "--spool", spool, "--output", out, "--exit-when-idle",
+                                   "--metrics-listen", "none"], capture_output=True, text=True, timeout=600)
+            if proc.returncode != 0:
+                raise AssertionError(f"smoothd serve failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            outs.append({r["shard"]: r for r in results.load(out).shards})
+        # In the fixture's order, without processed_at: the order decides which re-run is newer.
+        cls.records = []
+        for entry in cls.expected["files"]:
+            i, name = where[entry["file"]]
+            rec = dict(outs[i][name])
+            rec.pop("processed_at", None)
+            rec["shard"] = entry["file"]
+            cls.records.append(rec)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def assert_metrics(self, got, want, mode, where):
+        for key in ("rows", "counted_rows", "ignored_rows", "nonfinite_rows"):
+            self.assertEqual(got[key], want[key], f"{where}: {key}")
+        pairs = [(got[k], want[k]) for k in ("nll", "perplexity", "accuracy", "mean_confidence", "entropy", "brier")]
+        pairs += [(got["top_k_accuracy"], want["top_k_accuracy"]["5"]), (got["loss"], want["loss"][mode]["0.1"]),
+                  (got["losses_by_smoothing"]["0.1"], want["loss"][mode]["0.1"]),
+                  (got["losses_by_smoothing"]["0.0"], want["loss"][mode]["0.0"])]
+        for g, w in pairs:
+            self.assertTrue(math.isclose(g, w, rel_tol=1e-6), f"{where}: {g} vs {w}")
+        self.assertLessEqual(abs(got["ece"] - want["ece"]["15"]), 1e-4, where)
+
+    def test_groups_completeness_supersession_and_failures(self):
+        for spec, result in self.expected["group_by"].items():
+            for mode in ("uniform", "others"):
+                where = f"--group-by {spec}, {mode}"
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    doc = results.merge(self.records, smoothing_mode=mode, report_smoothing=(0.0,),
+                                        group_by=result["group_by"] or None)
+                self.assertEqual([g["key"] for g in doc["groups"]], [g["key"] for g in result["groups"]], where)
+                for got, want in zip(doc["groups"], result["groups"]):
+                    self.assertEqual(got["shards"], want["shards"], f"{where} {want['key']}")
+                    self.assertEqual(got.get("completeness"), want.get("completeness"), f"{where} {want['key']}")
+                    self.assert_metrics(got, want, mode, f"{where} {want['key']}")
+                self.assertEqual(doc["total"]["shards_ok"], result["total"]["shards_ok"], where)
+                self.assertEqual(doc["total"]["shards_failed"], result["total"]["shards_failed"], where)
+                self.assert_metrics(doc["total"], result["total"], mode, f"{where} total")
+                messages = [str(w.message) for w in caught]
+                self.assertEqual(sum("supersedes" in m for m in messages), len(result["superseded"]), where)
+                for s in result["superseded"]:
+                    self.assertTrue(any(s["by"] in m and s["superseded"] in m for m in messages), s)
+                for e in result["errors"]:
+                    self.assertTrue(any(e["file"] in m and e["kind"] in m for m in messages), e)
+
+
 def _key(record):
     meta = record.get("meta") or {}
     return {k: meta.get(k) for k in results.DEFAULT_GROUP_BY}
@@ -274,9 +357,30 @@ class Merging(unittest.TestCase):
         self.assertEqual(doc["total"]["losses_by_smoothing"], {"0.1": None, "0.0": None})
         self.assertIsNone(doc["total"]["loss"])
 
-    def test_non_scalar_group_value_is_refused(self):
-        with self.assertRaisesRegex(results.ResultsError, r"meta\['split'\] is not a scalar"):
-            results.merge([record("a.lshd.zst", state(), {"split": ["a"]})])
+    def test_unusable_shards_count_as_failed_with_a_warning(self):
+        cases = [({"split": ["a"]}, "group_key_not_scalar: meta['split'] is an array"),
+                 ({"model": {"x": 1}}, "group_key_not_scalar: meta['model'] is an object"),
+                 ({"shard_index": 3, "num_shards": 3}, "bad_shard_index: meta shard_index 3 is not below num_shards 3"),
+                 ({"shard_index": True}, "bad_shard_index: meta shard_index true is not an integer >= 0"),
+                 ({"num_shards": 0}, "bad_shard_index: meta num_shards 0 is not an integer >= 1")]
+        for meta, message in cases:
+            with self.subTest(meta), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                doc = results.merge([record("a.lshd.zst", state(), meta), record("b.lshd.zst", state())])
+                self.assertEqual((doc["total"]["shards_ok"], doc["total"]["shards_failed"]), (1, 1))
+                self.assertEqual(len(caught), 1)
+                self.assertIn(message, str(caught[0].message))
+        # Not a group-by key: fine.
+        doc = results.merge([record("a.lshd.zst", state(), {"split": ["a"]})], group_by=("model",))
+        self.assertEqual(doc["total"]["shards_ok"], 1)
+
+    def test_equal_values_are_one_group_and_integral_floats_are_indexes(self):
+        a = record("a.lshd.zst", state(), {"checkpoint": 1, "shard_index": 0, "num_shards": 2.0})
+        b = record("b.lshd.zst", state(), {"checkpoint": 1.0, "shard_index": 1.0, "num_shards": 2})
+        c = record("c.lshd.zst", state(), {"checkpoint": True})
+        doc = results.merge([a, b, c], group_by=("checkpoint",))
+        self.assertEqual([g["key"] for g in doc["groups"]], [{"checkpoint": True}, {"checkpoint": 1}])
+        self.assertEqual(doc["groups"][1]["completeness"], {"expected": 2, "present": 2, "missing": []})
 
 
 class Loading(TempDirCase):
