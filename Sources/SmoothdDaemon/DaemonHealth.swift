@@ -39,7 +39,7 @@ public final class DaemonHealth: Sendable {
     /// `nil` when healthy, else why not (for `/healthz`).
     public var unhealthyReason: String? {
         state.withLock { s in
-            if s.stopping { return "stopping" }
+            if s.stopping { return s.problem.map { "stopping: \($0)" } ?? "stopping" }
             if !s.ready { return "starting" }
             if WallClock.monotonic() - s.heartbeat > staleAfter { return "spool loop not responding" }
             return s.problem

@@ -27,6 +27,7 @@ public final class DaemonMetrics: Sendable {
     let readErrors: CoreMetrics.Counter
     let unsettled: CoreMetrics.Counter
     let claimErrors: CoreMetrics.Counter
+    let overlongNames: CoreMetrics.Counter
     let totalsShards: CoreMetrics.Gauge
     let totalsRows: CoreMetrics.Gauge
     let totalsLoss: CoreMetrics.Gauge
@@ -52,6 +53,7 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_read_errors_total", "I/O errors while opening or reading a claimed shard (retried, then rejected as unreadable)."),
         ("smoothd_unsettled_shards_total", "Evaluations discarded because the file changed while it was read (a producer still writing)."),
         ("smoothd_claim_errors_total", "Spool entries that could not be claimed (left in place, retried after a backoff)."),
+        ("smoothd_overlong_names_total", "Shards whose name is too long for the file names derived from it; quarantined in failed/ under a shortened name."),
         ("smoothd_totals_shards", "Shards in totals.json, by result."),
         ("smoothd_totals_rows", "Rows in totals.json."),
         ("smoothd_totals_loss", "Label-smoothed loss over all summaries in totals.json."),
@@ -92,6 +94,7 @@ public final class DaemonMetrics: Sendable {
         readErrors = counter("smoothd_read_errors_total")
         unsettled = counter("smoothd_unsettled_shards_total")
         claimErrors = counter("smoothd_claim_errors_total")
+        overlongNames = counter("smoothd_overlong_names_total")
         totalsShards = gauge("smoothd_totals_shards", [("result", "ok")])
         totalsShardsFailed = gauge("smoothd_totals_shards", [("result", "failed")])
         totalsRows = gauge("smoothd_totals_rows")
@@ -101,7 +104,7 @@ public final class DaemonMetrics: Sendable {
         totalsECE = gauge("smoothd_totals_ece")
         gauge("smoothd_build_info", [("version", version), ("swift", DaemonMetrics.swiftVersion)]).record(1)
         // Counters start at zero so that every family is present in the first scrape.
-        for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors] {
+        for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames] {
             c.increment(by: 0)
         }
         for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows] { g.record(0) }

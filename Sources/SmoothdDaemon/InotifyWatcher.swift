@@ -6,7 +6,8 @@ import Musl
 
 /// What the spool watcher reports.
 enum WatchEvent: Sendable, Equatable {
-    /// Entries that were renamed into the spool or closed after writing (names only; not yet checked). Names
+    /// Entries that were renamed into the spool, created or linked there, or closed after writing (names only; not
+    /// yet checked). Names
     /// that are not printable UTF-8 come as escaped keys (see ``ShardName``).
     case names([String])
     /// The kernel's event queue overflowed: events were lost and the spool must be rescanned.
@@ -15,7 +16,9 @@ enum WatchEvent: Sendable, Equatable {
     case lost(String)
 }
 
-/// An inotify watch on the spool directory for `IN_MOVED_TO` and `IN_CLOSE_WRITE`, read on a thread of its own.
+/// An inotify watch on the spool directory for `IN_MOVED_TO`, `IN_CLOSE_WRITE` and `IN_CREATE`, read on a thread of
+/// its own. (`IN_CREATE` also reports files a producer creates under their final name and is still writing: the
+/// growing-file checks of the commit handle those.)
 ///
 /// `Sendable`: the descriptors are immutable; `run` is called from one thread and `stop` only writes one byte to
 /// the self-pipe, which the kernel makes safe from any thread.
@@ -31,7 +34,9 @@ final class InotifyWatcher: Sendable {
     init(directory: String) throws(FileSystemError) {
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw FileSystemError.current("inotify_init1", directory) }
-        let mask = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+        // IN_CREATE: a shard published with link(2), or O_TMPFILE + linkat, brings neither IN_MOVED_TO nor
+        // IN_CLOSE_WRITE in the spool.
+        let mask = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
         guard inotify_add_watch(fd, directory, mask) >= 0 else {
             let error = FileSystemError.current("inotify_add_watch", directory)
             close(fd)

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -11,6 +16,19 @@ struct HTTPRoutes: Sendable {
     var metrics: @Sendable () -> [UInt8]
     /// `nil` when healthy, else the reason `GET /healthz` reports with a 503.
     var unhealthyReason: @Sendable () -> String?
+}
+
+/// The metrics address cannot be bound (in use, not local, not permitted).
+public struct MetricsListenError: Error, Sendable, CustomStringConvertible {
+    /// The address asked for.
+    public var address: ListenAddress
+    /// Why, e.g. `Address already in use`.
+    public var reason: String
+    /// A readable message naming the address and the option.
+    public var description: String {
+        "cannot listen on \(address) (--metrics-listen): \(reason); choose another address with --metrics-listen "
+            + "(metrics-listen in the config file), or 'none' to turn the metrics server off"
+    }
 }
 
 /// A minimal HTTP/1.1 server on SwiftNIO for `GET /metrics` and `GET /healthz` (also `HEAD`).
@@ -36,9 +54,48 @@ struct MetricsHTTPServer: Service {
     var idleTimeout: TimeAmount = .seconds(30)
     /// Concurrent connections served.
     var maxConnections = 64
+    /// The listening socket when ``bind()`` was called before ``run()``.
+    private var listening: (any Channel)?
+
+    /// Creates a server; it binds in ``bind()`` or at the start of ``run()``.
+    init(address: ListenAddress, routes: HTTPRoutes, onListening: @escaping @Sendable (ListenAddress) -> Void, logger: Logger) {
+        self.address = address
+        self.routes = routes
+        self.onListening = onListening
+        self.logger = logger
+    }
+
+    /// Binds the listening socket now, so that a busy port fails the start before anything else happens. Call it
+    /// after setting the limits.
+    mutating func bind() async throws(MetricsListenError) {
+        listening = try await makeChannel()
+    }
+
+    /// Closes a socket bound by ``bind()`` when the server will not run after all.
+    func closeUnused() async {
+        try? await listening?.close()
+    }
 
     /// Binds, serves until graceful shutdown or cancellation, then closes the listening socket.
     func run() async throws {
+        let channel: any Channel
+        if let listening {
+            channel = listening
+        } else {
+            channel = try await makeChannel()
+        }
+        let bound = ListenAddress(host: address.host, port: channel.localAddress?.port ?? address.port)
+        logger.info("metrics server listening", metadata: ["address": "\(bound)"])
+        onListening(bound)
+        do {
+            try await gracefulShutdown()
+        } catch {
+            // Cancelled: close just the same.
+        }
+        try? await channel.close()
+    }
+
+    private func makeChannel() async throws(MetricsListenError) -> any Channel {
         let connections = Mutex(0)
         let routes = self.routes
         let requestTimeout = self.requestTimeout
@@ -47,7 +104,9 @@ struct MetricsHTTPServer: Service {
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // TCP_NODELAY is an IPPROTO_TCP option: given at socket level its number means SO_DEBUG, which needs
+            // CAP_NET_ADMIN, so every accepted connection was closed when the daemon ran unprivileged.
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 let admitted = connections.withLock { count -> Bool in
                     guard count < maxConnections else { return false }
@@ -63,16 +122,13 @@ struct MetricsHTTPServer: Service {
                     try sync.addHandler(HTTPRouteHandler(routes: routes, requestTimeout: requestTimeout))
                 }
             }
-        let channel = try await bootstrap.bind(host: address.host, port: address.port).get()
-        let bound = ListenAddress(host: address.host, port: channel.localAddress?.port ?? address.port)
-        logger.info("metrics server listening", metadata: ["address": "\(bound)"])
-        onListening(bound)
         do {
-            try await gracefulShutdown()
+            return try await bootstrap.bind(host: address.host, port: address.port).get()
+        } catch let error as IOError {
+            throw MetricsListenError(address: address, reason: String(cString: strerror(error.errnoCode)))
         } catch {
-            // Cancelled: close just the same.
+            throw MetricsListenError(address: address, reason: "\(error)")
         }
-        try? await channel.close()
     }
 }
 

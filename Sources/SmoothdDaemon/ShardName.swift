@@ -13,20 +13,64 @@
 /// `x%FF.lshd.zst`. Should a producer later use such a display name literally, it counts as a reused name
 /// (recorded as `NAME~2`).
 public enum ShardName {
-    /// The longest accepted shard name, in UTF-8 bytes of its display name. Output names append up to 24 bytes
-    /// (`~N` and `.summary.json`), and temporary names 13 more, which must stay within the 255-byte limit.
-    public static let maximumLength = 200
+    /// The longest accepted shard name, in UTF-8 bytes of its display name: 221. The longest name derived from it
+    /// is the temporary file of its summary, `.smoothd-` + INSTANCE + `.summary.json` + `.tmp` (26 bytes more),
+    /// where INSTANCE adds `~N` for a reused name (8 bytes for N up to ``maximumOrdinal``): 221 + 8 + 26 = 255,
+    /// Linux's NAME_MAX. (`done/INSTANCE.dupN` and `.error.json` names are shorter.)
+    public static let maximumLength = 255 - ".smoothd-".utf8.count - ".summary.json".utf8.count - ".tmp".utf8.count - "~9999999".utf8.count
+
+    /// The most shards recorded under one name (`NAME~9999999`), which keeps derived names within NAME_MAX.
+    public static let maximumOrdinal = 9_999_999
 
     /// Whether `name` (a plain name or a key) is a final shard name: its display name ends in `.zst`, does not
     /// start with `.`, does not end in `.tmp` or `.part` (which `*.zst` already excludes), holds no `/` or NUL,
     /// and is at most ``maximumLength`` bytes. The caller must still check that the entry is a regular file.
     public static func isFinal(_ name: String) -> Bool {
+        isShardShaped(name) && display(name).utf8.count <= maximumLength
+    }
+
+    /// Whether `name` would be a final shard name but for its length: such a shard is quarantined under
+    /// ``shortened(_:)`` (see `SpoolStore.quarantineOverlong`).
+    public static func isOverlong(_ name: String) -> Bool {
+        isShardShaped(name) && display(name).utf8.count > maximumLength
+    }
+
+    /// The rules of ``isFinal(_:)`` except the length limit.
+    static func isShardShaped(_ name: String) -> Bool {
         // Byte-wise: a leading "." followed by a combining mark still counts as a leading ".".
         let bytes = Array(display(name).utf8)
-        guard !bytes.isEmpty, bytes.count <= maximumLength, bytes.first != UInt8(ascii: ".") else { return false }
+        guard !bytes.isEmpty, bytes.first != UInt8(ascii: ".") else { return false }
         func endsWith(_ suffix: String) -> Bool { bytes.count >= suffix.utf8.count && bytes.suffix(suffix.utf8.count).elementsEqual(suffix.utf8) }
         guard endsWith(".zst"), !endsWith(".tmp"), !endsWith(".part") else { return false }
         return !bytes.contains(UInt8(ascii: "/")) && !bytes.contains(0)
+    }
+
+    /// The bytes of the display name kept at the start of a ``shortened(_:)`` name.
+    static let shortenedPrefixBytes = 160
+    /// The end of every ``shortened(_:)`` name; it does not end in `.zst`, so no producer's name can be one.
+    static let shortenedSuffix = ".name-too-long"
+
+    /// The plain name an overlong shard is recorded under: the first 160 bytes of its display name (cut before a
+    /// character or `%XX` escape that would not fit), `-`, 16 hex digits of the FNV-1a hash of the entry's exact
+    /// bytes, and `.name-too-long` (at most 191 bytes; deterministic, so a restart finds the same name).
+    public static func shortened(_ name: String) -> String {
+        let shown = display(name)
+        var prefix = ""
+        var used = 0
+        var scalars = Array(shown.unicodeScalars)[...]
+        while let scalar = scalars.first {
+            // Keep an escape whole: `%XX` is three bytes that stand for one.
+            let width = scalar == "%" && isKey(name) ? 3 : UTF8.width(scalar)
+            guard used + width <= shortenedPrefixBytes else { break }
+            for _ in 0..<(scalar == "%" && isKey(name) ? 3 : 1) {
+                if let next = scalars.popFirst() { prefix.unicodeScalars.append(next) }
+            }
+            used += width
+        }
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in entryBytes(name) { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        let hex = String(hash, radix: 16)
+        return prefix + "-" + String(repeating: "0", count: 16 - hex.count) + hex + shortenedSuffix
     }
 
     /// Whether `name` is an escaped key (see the type's documentation) rather than a plain name.

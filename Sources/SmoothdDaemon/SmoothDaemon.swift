@@ -25,15 +25,48 @@ public struct SmoothDaemon: Sendable {
     /// throws when the daemon cannot start or a part fails.
     public func run() async throws {
         try configuration.validate()
+        // First, before anything can take long: SIGHUP, SIGUSR1, SIGUSR2 and SIGALRM would otherwise end the process.
+        let signals = configuration.handleSignals ? SignalHandling(logger: logger) : nil
+        defer { signals?.cancel() }
         let options = configuration.evaluation.metrics
         let notifier = SystemdNotifier(environment: configuration.environment)
         let health = DaemonHealth()
+        let metrics = self.metrics
 
-        let store = try SpoolStore(
-            spoolPath: configuration.spoolDirectory, outputPath: configuration.outputDirectory,
-            deleteProcessed: configuration.deleteProcessed)
+        // The metrics port is bound before anything is claimed, so that a busy port stops the start with nothing
+        // touched (instead of after shards were claimed).
+        let status = StatusBoard(spool: configuration.spoolDirectory)
+        var parts: Set<String> = ["spool"]
+        if configuration.metricsListen != nil { parts.insert("http") }
+        let readiness = ReadinessGate(parts: parts, notifier: notifier, health: health) { status.current }
+        let server: MetricsHTTPServer?
+        if let address = configuration.metricsListen {
+            var bound = MetricsHTTPServer(
+                address: address,
+                routes: HTTPRoutes(metrics: { metrics.render() }, unhealthyReason: { health.unhealthyReason }),
+                onListening: { _ in readiness.markReady("http") },
+                logger: logger)
+            try await bound.bind()
+            server = bound
+        } else {
+            server = nil
+        }
+        /// A start-up step; when it fails, the bound metrics socket is closed before the error is passed on.
+        func step<T>(_ body: () throws -> T) async throws -> T {
+            do {
+                return try body()
+            } catch {
+                await server?.closeUnused()
+                throw error
+            }
+        }
+
+        let store = try await step {
+            try SpoolStore(spoolPath: configuration.spoolDirectory, outputPath: configuration.outputDirectory,
+                           deleteProcessed: configuration.deleteProcessed)
+        }
         notifier.status("reconciling \(configuration.outputDirectory)")
-        let report = try store.recover()
+        let report = try await step { try store.recover() }
         for name in report.removedTemporaryFiles {
             logger.notice("removed a temporary file left by an interrupted write", metadata: ["file": "\(name)"])
         }
@@ -48,7 +81,7 @@ public struct SmoothDaemon: Sendable {
             // A kill -9 during a textfile write leaves its temporary file; remove it.
             try? directory.unlink(DirectoryHandle.temporaryName(for: lastComponent(of: textfile)))
         }
-        let (ledger, unreadable) = try store.rebuildLedger(options: options)
+        let (ledger, unreadable) = try await step { try store.rebuildLedger(options: options) }
         for name in unreadable {
             logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
         }
@@ -60,13 +93,6 @@ public struct SmoothDaemon: Sendable {
             "reclaimed": "\(report.reclaimed.count)",
         ])
 
-        let status = StatusBoard()
-        var parts: Set<String> = ["spool"]
-        if configuration.metricsListen != nil { parts.insert("http") }
-        let spoolPath = configuration.spoolDirectory
-        let readiness = ReadinessGate(parts: parts, notifier: notifier, health: health) {
-            "watching \(spoolPath): \(status.current)"
-        }
         let readyLogger = logger
         let spool = SpoolService(
             configuration: configuration, store: store, totals: totals, gate: CommitGate(), metrics: metrics,
@@ -82,13 +108,7 @@ public struct SmoothDaemon: Sendable {
                 service: WatchdogService(notifier: notifier, interval: interval, health: health, logger: logger),
                 successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "watchdog"))
         }
-        if let address = configuration.metricsListen {
-            let metrics = self.metrics
-            let server = MetricsHTTPServer(
-                address: address,
-                routes: HTTPRoutes(metrics: { metrics.render() }, unhealthyReason: { health.unhealthyReason }),
-                onListening: { _ in readiness.markReady("http") },
-                logger: logger)
+        if let server {
             services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "metrics-http"))
         }
         services.append(.init(service: spool, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "spool"))

@@ -10,8 +10,8 @@ import ServiceLifecycle
 import SmoothdMetrics
 import SmoothdPipeline
 
-/// The spool watch was lost (directory deleted, moved or unmounted): the service stops with this error so that
-/// systemd restarts it.
+/// The spool watch was lost (directory deleted, moved, replaced or unmounted): the service stops with this error so
+/// that systemd restarts it on the directory the path names now.
 public struct SpoolWatchLostError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Why.
     public var reason: String
@@ -34,8 +34,18 @@ enum SpoolEvent: Sendable {
     case watch(WatchEvent)
     case tick
     case finished(PendingShard, ShardResult)
+    case overlongFinished(PendingShard, String, OverlongOutcome)
+    case outputReopened(Result<OutputReopenReport, any Error>)
     case shutdown
     case deadline
+}
+
+/// The output directory opened again after it was deleted or replaced, and the totals rebuilt from it.
+struct OutputReopenReport: Sendable {
+    /// The rebuilt totals.
+    var ledger: TotalsLedger
+    /// Records in it that could not be read (not counted).
+    var unreadable: [String]
 }
 
 /// Watches the spool, claims shards, runs up to `maxInflight` evaluations on worker threads, and reports results
@@ -63,6 +73,9 @@ struct SpoolService: Service {
         watchPool.start()
         let workPool = NIOThreadPool(numberOfThreads: configuration.maxInflight)
         workPool.start()
+        // Re-opening a deleted output directory waits for commits in progress: a thread of its own.
+        let maintenancePool = NIOThreadPool(numberOfThreads: 1)
+        maintenancePool.start()
         let watchTask = Task {
             _ = try? await watchPool.runIfActive { watcher.run { continuation.yield(.watch($0)) } }
         }
@@ -73,7 +86,7 @@ struct SpoolService: Service {
             }
         }
 
-        var loop = SpoolLoop(service: self, continuation: continuation, workPool: workPool)
+        var loop = SpoolLoop(service: self, continuation: continuation, workPool: workPool, maintenancePool: maintenancePool)
         loop.start()
         readiness.markReady("spool")
 
@@ -88,6 +101,7 @@ struct SpoolService: Service {
         tickTask.cancel()
         _ = await watchTask.value
         try? await watchPool.shutdownGracefully()
+        try? await maintenancePool.shutdownGracefully()
         if loop.scheduler.inflight == 0 {
             try? await workPool.shutdownGracefully()
         } else {
@@ -106,6 +120,7 @@ struct SpoolLoop {
     let service: SpoolService
     let continuation: AsyncStream<SpoolEvent>.Continuation
     let workPool: NIOThreadPool
+    let maintenancePool: NIOThreadPool
     var scheduler: ShardScheduler
     var stopping = false
     var abandon = false
@@ -120,14 +135,19 @@ struct SpoolLoop {
     /// 15 min), or as soon as the file changes; with `--exit-when-idle`, not again in this run. So an entry the
     /// daemon cannot take never makes it loop.
     var unclaimable: [String: UnclaimableEntry] = [:]
+    /// A re-open of the output directory is under way.
+    var reopeningOutput = false
+    /// The last failure to re-open the output directory (logged once until it changes).
+    var outputProblem: String?
 
     var configuration: DaemonConfiguration { service.configuration }
     var logger: Logger { service.logger }
 
-    init(service: SpoolService, continuation: AsyncStream<SpoolEvent>.Continuation, workPool: NIOThreadPool) {
+    init(service: SpoolService, continuation: AsyncStream<SpoolEvent>.Continuation, workPool: NIOThreadPool, maintenancePool: NIOThreadPool) {
         self.service = service
         self.continuation = continuation
         self.workPool = workPool
+        self.maintenancePool = maintenancePool
         let c = service.configuration
         scheduler = ShardScheduler(maxInflight: c.maxInflight, largeThreshold: c.largeShardBytes, maxPending: c.maxPending)
         nextRescan = WallClock.monotonic() + c.rescanInterval.seconds
@@ -174,6 +194,7 @@ struct SpoolLoop {
             beginStopping(reason: "spool watch lost")
         case .tick:
             service.health.beat()
+            checkDirectories()
             let now = WallClock.monotonic()
             if !stopping, now >= nextRescan {
                 rescan(reason: "periodic")
@@ -190,6 +211,12 @@ struct SpoolLoop {
         case .finished(let shard, let result):
             scheduler.finished(shard)
             record(result)
+        case .overlongFinished(let shard, let name, let outcome):
+            scheduler.finished(shard)
+            recordOverlong(name, outcome)
+        case .outputReopened(let result):
+            reopeningOutput = false
+            outputReopened(result)
         case .shutdown:
             beginStopping(reason: "shutdown requested")
             if scheduler.inflight > 0 {
@@ -216,6 +243,107 @@ struct SpoolLoop {
         service.health.setStopping()
         service.notifier.stopping(status: "stopping: \(reason)")
         logger.info("stopping", metadata: ["reason": "\(reason)"])
+    }
+
+    /// Once a second: a spool directory that was deleted (`rm -rf` leaves the open descriptor alive and sends no
+    /// inotify event) or replaced stops the daemon with an error, so that a restart watches the directory its
+    /// path names now; a deleted or replaced output directory is opened again (created when missing).
+    mutating func checkDirectories() {
+        guard !stopping else { return }
+        let spool = service.store.spool
+        switch spool.pathStatus() {
+        case .intact:
+            break
+        case .deleted:
+            spoolLost("the spool directory \(spool.path) was deleted")
+            return
+        case .replaced:
+            spoolLost("the spool directory \(spool.path) was moved away or replaced; it is no longer the directory at that path")
+            return
+        }
+        guard !reopeningOutput else { return }
+        let status = service.store.output.pathStatus()
+        guard status != .intact else { return }
+        reopeningOutput = true
+        if outputProblem == nil {
+            let what = status == .deleted ? "deleted" : "moved away or replaced"
+            logger.warning("the output directory was \(what); opening it again (created when missing) and rebuilding the totals from the records in it",
+                           metadata: ["output": "\(service.store.outputPath)"])
+        }
+        let store = service.store, totals = service.totals, gate = service.gate
+        let options = configuration.evaluation.metrics
+        let continuation = self.continuation
+        let pool = maintenancePool
+        Task {
+            let result: Result<OutputReopenReport, any Error>
+            do {
+                result = .success(try await pool.runIfActive {
+                    // No commit may run while the directory and the totals are swapped: a record written to the
+                    // old directory must not be counted in the new totals.
+                    try gate.exclusively {
+                        let (handle, lock) = try store.openOutputAgain()
+                        let (ledger, unreadable) = try store.rebuildLedger(options: options, from: handle)
+                        store.installOutput(handle, lock: lock)
+                        totals.replace(ledger: ledger, output: handle)
+                        return OutputReopenReport(ledger: ledger, unreadable: unreadable)
+                    }
+                })
+            } catch {
+                result = .failure(error)
+            }
+            continuation.yield(.outputReopened(result))
+        }
+    }
+
+    mutating func spoolLost(_ reason: String) {
+        logger.error("lost the spool directory; exiting so that a restart watches the directory at its path", metadata: ["reason": "\(reason)"])
+        service.health.setProblem(reason)
+        failure = SpoolWatchLostError(reason: reason)
+        beginStopping(reason: "spool directory lost")
+    }
+
+    mutating func outputReopened(_ result: Result<OutputReopenReport, any Error>) {
+        switch result {
+        case .success(let report):
+            outputProblem = nil
+            service.health.setProblem(nil)
+            for name in report.unreadable {
+                logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
+            }
+            logger.notice("output directory opened again; totals rebuilt from its records", metadata: [
+                "output": "\(service.store.outputPath)", "shards_ok": "\(report.ledger.shardsOK)", "shards_failed": "\(report.ledger.shardsFailed)",
+            ])
+            service.metrics.updateTotals(report.ledger, options: configuration.evaluation.metrics)
+            textfileDirty = true
+        case .failure(let error):
+            let message = "the output directory \(service.store.outputPath) is gone and cannot be opened again: \(error)"
+            if outputProblem != message {
+                logger.error("cannot open the output directory again; retrying every second", metadata: ["error": "\(error)"])
+                outputProblem = message
+            }
+            service.health.setProblem(message)
+        }
+    }
+
+    /// Reports the quarantine of a shard whose name is too long (``SpoolStore/quarantineOverlong(_:totals:gate:)``).
+    mutating func recordOverlong(_ name: String, _ outcome: OverlongOutcome) {
+        switch outcome {
+        case .quarantined(let item, let facts):
+            unclaimable[name] = nil
+            service.metrics.overlongNames.increment()
+            service.metrics.shardsFailed.increment()
+            service.metrics.compressedBytes.increment(by: Int64(clamping: facts.compressedBytes))
+            logger.warning("shard name is too long; quarantined in failed/ under a shortened name", metadata: [
+                "shard": "\(item.source)", "instance": "\(item.instance)", "bytes": "\(item.source.utf8.count)",
+                "limit": "\(ShardName.maximumLength)",
+            ])
+            textfileDirty = true
+            service.metrics.updateTotals(service.totals.snapshot, options: configuration.evaluation.metrics)
+        case .vanished, .abandoned:
+            break
+        case .failed(let error):
+            noteUnclaimable(name, error: error)
+        }
     }
 
     /// A name reported by inotify.
@@ -267,6 +395,9 @@ struct SpoolLoop {
             switch shard.origin {
             case .claimed(let claimed):
                 item = claimed
+            case .spool(let name) where ShardName.isOverlong(name):
+                startOverlong(shard, name)
+                continue
             case .spool(let name):
                 do {
                     switch try service.store.claim(name) {
@@ -312,6 +443,22 @@ struct SpoolLoop {
             logger.error("cannot claim shard; it is left in the spool and tried again only after a backoff or when it changes", metadata: meta)
         } else {
             logger.debug("still cannot claim shard", metadata: meta)
+        }
+    }
+
+    /// Quarantines a shard whose name is too long, on a worker thread.
+    func startOverlong(_ shard: PendingShard, _ name: String) {
+        let store = service.store, totals = service.totals, gate = service.gate
+        let continuation = self.continuation
+        let pool = workPool
+        Task {
+            let outcome: OverlongOutcome
+            do {
+                outcome = try await pool.runIfActive { store.quarantineOverlong(name, totals: totals, gate: gate) }
+            } catch {
+                outcome = .abandoned
+            }
+            continuation.yield(.overlongFinished(shard, name, outcome))
         }
     }
 
@@ -486,11 +633,16 @@ struct UnclaimableEntry: Sendable, Equatable {
     var notBefore: Double
 }
 
-/// A thread-safe copy of the last status line, for `READY=1`.
+/// A thread-safe copy of the last status line, for `READY=1` and every `STATUS=` update after it.
 final class StatusBoard: Sendable {
+    /// `watching SPOOL: `, the start of every line.
+    private let prefix: String
     private let text = Mutex("starting")
+    init(spool: String) { prefix = "watching \(spool): " }
+    /// Sets the counts part of the line.
     func set(_ value: String) { text.withLock { $0 = value } }
-    var current: String { text.withLock { $0 } }
+    /// The whole line: `watching SPOOL: COUNTS`.
+    var current: String { prefix + text.withLock { $0 } }
 }
 
 func rounded(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }

@@ -15,9 +15,10 @@ enum ClaimResult: Sendable, Equatable {
 }
 
 extension SpoolStore {
-    /// The entry `name` in the spool when it is a regular file with a final name, else `nil`.
+    /// The entry `name` in the spool when it is a regular file with a final name (or one too long, which is
+    /// quarantined), else `nil`.
     func candidate(_ name: String) throws(FileSystemError) -> EntryInfo? {
-        guard ShardName.isFinal(name), let info = try spool.entry(name), info.kind == .regular else { return nil }
+        guard ShardName.isShardShaped(name), let info = try spool.entry(name), info.kind == .regular else { return nil }
         return info
     }
 
@@ -26,8 +27,8 @@ extension SpoolStore {
         try candidate(name)?.size
     }
 
-    /// Final-named regular files in the spool, oldest modification first (rescans). Names are plain names or
-    /// escaped keys (see ``ShardName``).
+    /// Final-named regular files in the spool (and overlong ones), oldest modification first (rescans). Names are
+    /// plain names or escaped keys (see ``ShardName``).
     func scanSpool() throws(FileSystemError) -> [(name: String, size: UInt64)] {
         try scanSpoolEntries().map { ($0.name, $0.info.size) }
     }
@@ -35,7 +36,7 @@ extension SpoolStore {
     /// ``scanSpool()`` with each entry's full information.
     func scanSpoolEntries() throws(FileSystemError) -> [(name: String, info: EntryInfo)] {
         var found: [(name: String, info: EntryInfo)] = []
-        for name in try spool.names() where ShardName.isFinal(name) {
+        for name in try spool.names() where ShardName.isShardShaped(name) {
             guard let info = try spool.entry(name), info.kind == .regular else { continue }
             found.append((name, info))
         }
@@ -52,7 +53,7 @@ extension SpoolStore {
         guard info.kind == .regular else { return .ignored }
         var ordinal = 1
         while true {
-            let instance = ShardName.instance(name, ordinal: ordinal)
+            let instance = try instanceName(name, ordinal: ordinal, of: name)
             ordinal += 1
             if try isRecorded(instance) { continue }
             do {
@@ -70,5 +71,15 @@ extension SpoolStore {
             }
             return .claimed(WorkItem(source: ShardName.display(name), instance: instance, size: claimed.size))
         }
+    }
+
+    /// ``ShardName/instance(_:ordinal:)`` of `base`, refused (`ENAMETOOLONG`) beyond ``ShardName/maximumOrdinal``,
+    /// where derived names would no longer fit in NAME_MAX. `name` is the spool entry, for the message.
+    func instanceName(_ base: String, ordinal: Int, of name: String) throws(FileSystemError) -> String {
+        guard ordinal <= ShardName.maximumOrdinal else {
+            throw FileSystemError(operation: "claim (\(ShardName.maximumOrdinal) shards of this name already)", path: spool.display(name),
+                                  errorNumber: ENAMETOOLONG)
+        }
+        return ShardName.instance(base, ordinal: ordinal)
     }
 }

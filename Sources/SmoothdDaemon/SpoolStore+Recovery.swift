@@ -45,7 +45,9 @@ extension SpoolStore {
 
     /// Rebuilds the totals from the records in the output directory: every `*.summary.json` merged exactly,
     /// every `*.error.json` counted. Records that cannot be read are reported in `unreadable` and not counted.
-    func rebuildLedger(options: MetricOptions) throws -> (ledger: TotalsLedger, unreadable: [String]) {
+    /// `from` reads another directory than the current output (one about to replace it).
+    func rebuildLedger(options: MetricOptions, from directory: DirectoryHandle? = nil) throws -> (ledger: TotalsLedger, unreadable: [String]) {
+        let output = directory ?? self.output
         var ledger = TotalsLedger(options: options)
         var unreadable: [String] = []
         for name in try output.names().sorted() where !name.hasPrefix(".") {

@@ -13,8 +13,21 @@ public struct SpoolLockedError: Error, Sendable, Equatable, CustomStringConverti
     public var description: String { "another smoothd is already serving this spool (lock held on \(path))" }
 }
 
-/// A daemon directory that would break atomic renames (the work, done and failed directories must be on the
-/// spool's filesystem).
+/// Another process writes to the output directory (two daemons on one output lose summaries and write wrong totals).
+public struct OutputLockedError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The output directory.
+    public var output: String
+    /// Who holds it, from its lock file: `pid N, watching SPOOL`, or `unknown` when the file says nothing.
+    public var holder: String
+    /// A readable message.
+    public var description: String {
+        "another smoothd (\(holder)) already writes to the output directory \(output) (lock held on \(output)/\(OutputLock.fileName)); "
+            + "two daemons on one output would lose summaries and write wrong totals: give each its own --output"
+    }
+}
+
+/// A daemon directory that is unsafe: on another filesystem than the spool (renames would not be atomic), owned
+/// by another user, or overlapping another of the daemon's directories.
 public struct SpoolLayoutError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What is wrong.
     public var message: String
@@ -28,10 +41,12 @@ public struct SpoolLayoutError: Error, Sendable, Equatable, CustomStringConverti
 /// - `SPOOL/.smoothd-work/` — claimed shards (renamed here before processing); locked with `flock` while served.
 /// - `SPOOL/done/` — shards whose summary is committed (unless `--delete-processed`).
 /// - `SPOOL/failed/` — invalid shards.
-/// - `OUTPUT/NAME.summary.json`, `OUTPUT/NAME.error.json`, `OUTPUT/totals.json`.
+/// - `OUTPUT/NAME.summary.json`, `OUTPUT/NAME.error.json`, `OUTPUT/totals.json`; `OUTPUT/.smoothd-output.lock` is
+///   `flock`ed while served and names the holder.
 ///
-/// `Sendable`: the directory handles are immutable and every operation is a system call; claims are made by one
-/// task at a time, and commits of distinct instances touch distinct names.
+/// `Sendable`: the directory handles are immutable and every operation is a system call; the output handle, which
+/// is replaced when the output directory is re-created, is behind a `Mutex`. Claims are made by one task at a time,
+/// and commits of distinct instances touch distinct names.
 final class SpoolStore: Sendable {
     /// The work directory's name inside the spool.
     static let workDirectoryName = ".smoothd-work"
@@ -48,39 +63,76 @@ final class SpoolStore: Sendable {
     let done: DirectoryHandle?
     /// Where invalid shards go.
     let failed: DirectoryHandle
-    /// The output directory.
-    let output: DirectoryHandle
+    /// The output directory as currently open (see ``reopenOutput()``).
+    var output: DirectoryHandle { outputState.withLock { $0.handle } }
+    /// The output path as given.
+    let outputPath: String
+    /// The spool path as given (written into the output lock for the message of a second daemon).
+    let spoolPath: String
     /// Failures injected by tests (`nil` in production).
     let faults: FaultInjector?
+    /// The open output directory and its lock.
+    private let outputState: Mutex<(handle: DirectoryHandle, lock: OutputLock)>
+    /// Quarantine records of overlong names this run wrote, and whether it counted them in the totals (see
+    /// ``quarantineOverlong(_:totals:gate:)``).
+    let overlongAttempts = Mutex<[String: Bool]>([:])
 
-    /// Opens (creating when missing) every directory and takes the spool lock.
+    /// Opens (creating when missing) every directory, checks the layout, and takes the spool and output locks.
     ///
-    /// The work directory must belong to the daemon's user: whoever owns it could swap claimed shards. One left
-    /// by another user (e.g. created by a producer before the first start) is refused; a mode wider than 0700
-    /// is narrowed.
+    /// The work, done and failed directories must belong to the daemon's user: whoever owns the work directory
+    /// could swap claimed shards, and whoever owns `done/` or `failed/` could rewrite processed ones. One left by
+    /// another user (e.g. created by a producer before the first start) is refused; a mode wider than 0700 (work)
+    /// or writable by group or others (done, failed) is narrowed. The output directory must not be the spool or
+    /// lie inside the daemon's own directories, and the spool must not be another spool's (see ``checkOverlap()``).
     init(spoolPath: String, outputPath: String, deleteProcessed: Bool, faults: FaultInjector? = nil) throws {
         self.faults = faults
+        self.spoolPath = spoolPath
+        self.outputPath = outputPath
         spool = try DirectoryHandle(path: spoolPath, create: true, faults: faults)
-        output = try DirectoryHandle(path: outputPath, create: true, faults: faults)
+        let output = try DirectoryHandle(path: outputPath, create: true, faults: faults)
         work = try DirectoryHandle(parent: spool, name: SpoolStore.workDirectoryName, create: true, mode: 0o700)
         failed = try DirectoryHandle(parent: spool, name: SpoolStore.failedDirectoryName, create: true)
         done = deleteProcessed ? nil : try DirectoryHandle(parent: spool, name: SpoolStore.doneDirectoryName, create: true)
+        try SpoolStore.checkOverlap(spool: spool, work: work, done: done, failed: failed, output: output)
         guard flock(work.fd, LOCK_EX | LOCK_NB) == 0 else {
             if errno == EWOULDBLOCK { throw SpoolLockedError(path: work.path) }
             throw FileSystemError.current("flock", work.path)
         }
-        let workInfo = try work.info()
-        guard workInfo.owner == UInt32(geteuid()) else {
-            throw SpoolLayoutError(message: "\(work.path) belongs to uid \(workInfo.owner), not to this process (uid \(geteuid())); "
-                + "remove it (it must be created by smoothd itself)")
-        }
-        if workInfo.permissions & 0o077 != 0 { _ = fchmod(work.fd, 0o700) }
+        try SpoolStore.checkOwnership(work, widest: 0o700)
+        try SpoolStore.checkOwnership(failed, widest: 0o7755)
+        if let done { try SpoolStore.checkOwnership(done, widest: 0o7755) }
         let device = try spool.info().device
         for directory in [work, failed] + (done.map { [$0] } ?? []) {
             if try directory.info().device != device {
                 throw SpoolLayoutError(message: "\(directory.path) is on another filesystem than \(spool.path); renames would not be atomic")
             }
         }
+        outputState = Mutex((output, try OutputLock(in: output, spoolPath: spoolPath)))
+    }
+
+    /// Refuses `directory` when another user owns it; narrows its mode to at most `widest`.
+    static func checkOwnership(_ directory: DirectoryHandle, widest: UInt32) throws {
+        let info = try directory.info()
+        guard info.owner == UInt32(geteuid()) else {
+            throw SpoolLayoutError(message: "\(directory.path) belongs to uid \(info.owner), not to this process (uid \(geteuid())); "
+                + "whoever owns it could change the shards in it: give it to uid \(geteuid()) (chown) or remove it so that smoothd creates it")
+        }
+        if info.permissions & ~widest != 0 { _ = fchmod(directory.fd, mode_t(info.permissions & widest)) }
+    }
+
+    /// Opens the output directory at its path again after it was deleted or replaced (creating it when missing, as
+    /// at start), checks the layout again and takes its lock. Nothing uses it until ``installOutput(_:lock:)``.
+    func openOutputAgain() throws -> (DirectoryHandle, OutputLock) {
+        let handle = try DirectoryHandle(path: outputPath, create: true, faults: faults)
+        try SpoolStore.checkOverlap(spool: spool, work: work, done: done, failed: failed, output: handle)
+        return (handle, try OutputLock(in: handle, spoolPath: spoolPath))
+    }
+
+    /// Makes `handle` the output directory (and releases the old one's lock). The caller rebuilds the totals from
+    /// it and makes sure no commit runs meanwhile.
+    func installOutput(_ handle: DirectoryHandle, lock: OutputLock) {
+        outputState.withLock { $0 = (handle, lock) }
+        overlongAttempts.withLock { $0.removeAll() }
     }
 
     /// Whether `instance` is already used by a record, a processed or a claimed shard.
@@ -95,17 +147,33 @@ final class SpoolStore: Sendable {
 }
 
 /// Lets commits start until shutdown abandons in-flight work, and tells when started commits have finished,
-/// so that the last totals written include every summary that exists.
+/// so that the last totals written include every summary that exists. ``exclusively(_:)`` holds new commits
+/// back while the output directory is swapped.
 final class CommitGate: Sendable {
-    private let state = Mutex<(closed: Bool, active: Int)>((false, 0))
+    private let state = Mutex<(closed: Bool, active: Int, paused: Bool)>((false, 0, false))
 
-    /// Starts a commit; `false` once the gate is closed (the shard is left claimed for the next start).
+    /// Starts a commit; `false` once the gate is closed (the shard is left claimed for the next start). While
+    /// ``exclusively(_:)`` runs it waits (on the worker thread that calls it).
     func begin() -> Bool {
-        state.withLock { s in
-            guard !s.closed else { return false }
-            s.active += 1
-            return true
+        while true {
+            let started = state.withLock { s -> Bool? in
+                guard !s.closed else { return false }
+                guard !s.paused else { return nil }
+                s.active += 1
+                return true
+            }
+            if let started { return started }
+            usleepShort()
         }
+    }
+
+    /// Runs `body` once every started commit has ended, with no new one starting until it returns. Blocking: call
+    /// it on a thread of its own.
+    func exclusively<T>(_ body: () throws -> T) rethrows -> T {
+        state.withLock { $0.paused = true }
+        defer { state.withLock { $0.paused = false } }
+        while active > 0 { usleepShort() }
+        return try body()
     }
 
     /// Ends a commit started with ``begin()``.

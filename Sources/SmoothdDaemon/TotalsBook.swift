@@ -20,17 +20,17 @@ final class TotalsBook: Sendable {
         /// The last write of `totals.json` failed (disk full, read-only): it is written again at the next change
         /// or ``flushIfNeeded()``.
         var stale = false
+        /// The output directory `totals.json` is written to (replaced by ``replace(ledger:output:)``).
+        var output: DirectoryHandle
     }
 
     private let state: Mutex<State>
-    private let output: DirectoryHandle
     private let options: MetricOptions
     private let logger: Logger
 
     /// Starts from `ledger` (rebuilt from the output directory).
     init(ledger: TotalsLedger, output: DirectoryHandle, options: MetricOptions, logger: Logger) {
-        self.state = Mutex(State(ledger: ledger))
-        self.output = output
+        self.state = Mutex(State(ledger: ledger, output: output))
         self.options = options
         self.logger = logger
     }
@@ -71,6 +71,16 @@ final class TotalsBook: Sendable {
         }
     }
 
+    /// Starts again from `ledger`, rebuilt from the records in a re-opened output directory, writes `totals.json`
+    /// there and forgets the commits in progress (their records were in the old directory). The caller makes sure
+    /// no commit runs meanwhile (``CommitGate/exclusively(_:)``).
+    func replace(ledger: TotalsLedger, output: DirectoryHandle) {
+        state.withLock { state in
+            state = State(ledger: ledger, output: output)
+            write(&state)
+        }
+    }
+
     /// Rewrites `totals.json` from the current ledger.
     func flush() {
         state.withLock { write(&$0) }
@@ -86,7 +96,7 @@ final class TotalsBook: Sendable {
     private func write(_ state: inout State) {
         let text = state.ledger.json(options: options).serialized(pretty: true) + "\n"
         do {
-            try output.writeAtomically(TotalsBook.fileName, bytes: Array(text.utf8))
+            try state.output.writeAtomically(TotalsBook.fileName, bytes: Array(text.utf8))
             if state.stale { logger.notice("totals written again after an earlier failure") }
             state.stale = false
         } catch {

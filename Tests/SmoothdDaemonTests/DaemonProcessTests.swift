@@ -15,16 +15,27 @@ struct DaemonProcessTests {
     let options = MetricOptions()
 
     @Test func concurrentProducersMetricsNotifyAndSIGTERM() async throws {
+        try await concurrentProducersMetricsNotifyAndSIGTERM(runAs: .invoker)
+    }
+
+    /// As the unit runs it (nobody, no capabilities): `/metrics` and `/healthz` must answer there too.
+    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
+    func concurrentProducersMetricsNotifyAndSIGTERMAsNobody() async throws {
+        try await concurrentProducersMetricsNotifyAndSIGTERM(runAs: .nobody)
+    }
+
+    func concurrentProducersMetricsNotifyAndSIGTERM(runAs: RunAs) async throws {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
         let receiver = NotifyReceiver(abstract: false, directory: dir.path)
         defer { receiver.close() }
+        if runAs == .nobody { Unprivileged.prepare(dir) }
         let daemon = try DaemonProcess(
             ["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--max-inflight", "3", "--threads", "2",
              "--rescan-interval", "2"],
             environment: ["NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"],
-            logPath: dir.sub("daemon.log"))
+            logPath: dir.sub("daemon.log"), runAs: runAs)
         #expect(eventually { receiver.received("READY=1") }, "READY=1 \(daemon.log)")
         let port = try #require(daemon.metricsPort(), "no metrics port in log: \(daemon.log)")
 
@@ -55,6 +66,10 @@ struct DaemonProcessTests {
 
         // /metrics through swift-prometheus.
         let scrape = try httpRequest(port: port, "GET", "/metrics")
+        if runAs == .nobody {
+            #expect(Files.text("/proc/\(daemon.pid)/status").contains("Uid:\t\(Privileges.unprivilegedID)"), "the daemon runs as nobody")
+            #expect(Files.text("/proc/\(daemon.pid)/status").contains("CapEff:\t0000000000000000"), "with no capabilities")
+        }
         #expect(scrape.status == 200)
         #expect(scrape.headers.lowercased().contains("content-type: text/plain; version=0.0.4"))
         let m = scrape.body
@@ -318,7 +333,7 @@ struct DaemonProcessTests {
         #expect(duplicated.isEmpty, "duplicated: \(duplicated.sorted())")
         #expect(unexpected.isEmpty)
         #expect(!outputs.contains { $0.hasSuffix(".error.json") })
-        #expect(!outputs.contains { $0.hasPrefix(".") }, "temporary files left: \(outputs.filter { $0.hasPrefix(".") })")
+        #expect(Files.leftovers(out).isEmpty, "temporary files left: \(Files.leftovers(out))")
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
         #expect(Set(Files.list(spool + "/done")) == expected)
         #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["done", "failed"])

@@ -16,16 +16,27 @@ struct DiskFaultProcessTests {
 
     @Test(.enabled(if: Privileges.isRoot, "needs root to mount a tmpfs"))
     func outputFilesystemFullThenReadOnly() throws {
+        try outputFilesystemFullThenReadOnly(runAs: .invoker)
+    }
+
+    /// The same as the unit runs it (nobody, no capabilities).
+    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
+    func outputFilesystemFullThenReadOnlyAsNobody() throws {
+        try outputFilesystemFullThenReadOnly(runAs: .nobody)
+    }
+
+    func outputFilesystemFullThenReadOnly(runAs: RunAs) throws {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
         guard Privileges.mountTmpfs(out, bytes: 1 << 20) else {
-            print("skipped: cannot mount a tmpfs here")
+            Issue.record("cannot mount a tmpfs here although running as root")
             return
         }
         defer { Privileges.unmount(out) }
+        if runAs == .nobody { Unprivileged.prepare(dir) }
         let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--max-inflight", "2"],
-                                       logPath: dir.sub("daemon.log"))
+                                       logPath: dir.sub("daemon.log"), runAs: runAs)
         let port = try #require(daemon.metricsPort())
         #expect(eventually { Files.exists(out + "/totals.json") })
         func commitErrors() -> Double { (try? metricValue(httpRequest(port: port, "GET", "/metrics").body, "smoothd_commit_errors_total")) ?? -1 }
@@ -42,7 +53,7 @@ struct DiskFaultProcessTests {
         for i in 0..<6 { try Files.drop(try ShardFactory.valid(rows: 100 + i, seed: UInt64(i)), named: "full-\(i).lshd.zst", in: spool) }
         #expect(eventually(timeout: 30) { commitErrors() >= 6 }, "\(daemon.log)")
         #expect(summaries().isEmpty)
-        #expect(!Files.list(out).contains { $0.hasPrefix(".") }, "no half-written file")
+        #expect(Files.leftovers(out).isEmpty, "no half-written file")
         #expect(Set(claimed()) == Set((0..<6).map { "full-\($0).lshd.zst" }), "every shard stays claimed")
         #expect(Files.list(spool + "/done").isEmpty)
         let health = try httpRequest(port: port, "GET", "/healthz")
@@ -78,7 +89,7 @@ struct DiskFaultProcessTests {
         #expect(daemon.exitCode == 0, "\(daemon.log)")
         try expectTotalsMatchRecords(output: out, options: options)
         #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(10))
-        #expect(!Files.list(out).contains { $0.hasPrefix(".") })
+        #expect(Files.leftovers(out).isEmpty)
         print(String(format: "disk full: 6 shards held claimed, committed %.1f s after space returned; read-only: 4 shards committed %.1f s after "
                      + "the remount rw; commit errors counted: %.0f", recoverySeconds, readOnlyRecovery, totalCommitErrors))
     }

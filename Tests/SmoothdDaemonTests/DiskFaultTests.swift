@@ -52,7 +52,7 @@ struct DiskFaultSeamTests {
     /// Nothing half-written: no temporary file, no record for `instance`; the shard still claimed.
     func expectNothingCommitted(_ f: Fixture, _ instance: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let outputs = Files.list(f.out)
-        #expect(!outputs.contains { $0.hasPrefix(".") }, "temporary file left: \(outputs)", sourceLocation: sourceLocation)
+        #expect(Files.leftovers(f.out).isEmpty, "temporary file left: \(outputs)", sourceLocation: sourceLocation)
         #expect(!outputs.contains(ShardName.summaryFile(instance)), sourceLocation: sourceLocation)
         #expect(Files.exists(f.work + "/" + instance), "the shard must stay claimed", sourceLocation: sourceLocation)
         #expect(!Files.exists(f.spool + "/done/" + instance), sourceLocation: sourceLocation)
@@ -125,7 +125,7 @@ struct DiskFaultSeamTests {
         try expectTotalsMatchRecords(output: f.out, options: options)
         #expect(try Files.json(f.out + "/totals.json")["shards_ok"] == .int(1))
         #expect(Files.exists(f.spool + "/done/dirsync.lshd.zst"))
-        #expect(!Files.list(f.out).contains { $0.hasPrefix(".") })
+        #expect(Files.leftovers(f.out).isEmpty)
     }
 
     /// The record and totals are committed but moving the shard to `done/` fails (its directory fsync): the

@@ -141,10 +141,21 @@ struct HTTPHardeningTests {
     /// answers fill the outbound buffer, instead of making the server buffer them all. Run against the real
     /// daemon, whose RSS is measured (without the cut-off it grew by about 1 GiB in 20 s).
     @Test func pipeliningWithoutReadingIsCutOff() throws {
+        try pipeliningWithoutReadingIsCutOff(runAs: .invoker)
+    }
+
+    /// The same as the unit runs it (nobody, no capabilities).
+    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
+    func pipeliningWithoutReadingIsCutOffAsNobody() throws {
+        try pipeliningWithoutReadingIsCutOff(runAs: .nobody)
+    }
+
+    func pipeliningWithoutReadingIsCutOff(runAs: RunAs) throws {
         let dir = TempDirectory()
         defer { dir.remove() }
+        if runAs == .nobody { Unprivileged.prepare(dir) }
         let daemon = try DaemonProcess(["--spool", dir.sub("spool"), "--output", dir.sub("out"), "--metrics-listen", "127.0.0.1:0"],
-                                       logPath: dir.sub("daemon.log"))
+                                       logPath: dir.sub("daemon.log"), runAs: runAs)
         let port = try #require(daemon.metricsPort())
         let answer = try httpRequest(port: port, "GET", "/metrics").body.utf8.count
         let fd = try connectSocket(port, receiveTimeout: 2)

@@ -108,7 +108,8 @@ extension HostileInputProcessTests {
         for name in ["k-header-only.lshd.zst", "k-partial-row.lshd.zst"] {
             let record = try Files.json(out + "/" + name + ".error.json")
             #expect(record["error"]?["kind"] == .string("truncated"), "\(record)")
-            #expect(Files.exists(spool + "/failed/" + name))
+            // The record is committed before the move, so the file may reach failed/ a moment later.
+            #expect(eventually(timeout: 10) { Files.exists(spool + "/failed/" + name) })
         }
 
         // A complete shard of two 64 MiB rows (labels 5 and ignore_index).
@@ -151,12 +152,7 @@ struct HostileInputStoreTests {
     let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     func start(_ dir: TempDirectory, faults: FaultInjector? = nil) throws -> (SpoolStore, TotalsBook) {
-        let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: false, faults: faults)
-        _ = try store.recover()
-        let (ledger, _) = try store.rebuildLedger(options: options)
-        let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: logger)
-        totals.flush()
-        return (store, totals)
+        try startStore(dir, faults: faults, options: options)
     }
 
     func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
@@ -406,13 +402,15 @@ extension HostileInputProcessTests {
         // Invalid shards with odd names, and a zero-byte file.
         try Files.dropRaw(ShardFactory.garbage(), nameBytes: Array("bad\nshard\r.lshd.zst".utf8), in: spool)
         try Files.drop([], named: "empty.lshd.zst", in: spool)
-        // Left alone: hidden, too long (201 bytes, or escaped beyond 200), a name of dots.
-        let untouched: [[UInt8]] = [
-            Array("..lshd.zst".utf8), Array("...zst".utf8),
-            Array(String(repeating: "x", count: 197).utf8) + Array(".zst".utf8),
-            [UInt8](repeating: 0xFF, count: 70) + Array(".zst".utf8),
-        ]
+        // Left alone: hidden, a name of dots.
+        let untouched: [[UInt8]] = [Array("..lshd.zst".utf8), Array("...zst".utf8)]
         for name in untouched { try Files.dropRaw(good, nameBytes: name, in: spool) }
+        // Too long (222 bytes, or 77 bytes escaped to 223): quarantined under a shortened name.
+        let overlong: [[UInt8]] = [
+            Array(String(repeating: "x", count: 218).utf8) + Array(".zst".utf8),
+            [UInt8](repeating: 0xFF, count: 73) + Array(".zst".utf8),
+        ]
+        for name in overlong { try Files.dropRaw(good, nameBytes: name, in: spool) }
         // Not regular files, with shard-like names: a FIFO (opening it would block a reader), a directory, a
         // symlink to a shard outside the spool, a symlink to a FIFO, a dangling symlink.
         let outside = dir.sub("outside.lshd.zst")
@@ -449,6 +447,12 @@ extension HostileInputProcessTests {
         for name in untouched {
             #expect(Files.existsRaw(name, in: spool), "\(ShardName.key(forEntryBytes: name)) must be left alone")
         }
+        for name in overlong {
+            let key = ShardName.key(forEntryBytes: name)
+            let short = ShardName.shortened(key)
+            #expect(try Files.json(out + "/" + short + ".error.json")["shard"] == .string(ShardName.display(key)))
+            #expect(failedNames.contains(short) && !Files.existsRaw(name, in: spool), "\(short)")
+        }
         for name in notRegular {
             #expect(Files.exists(spool + "/" + name), "\(name) must be left alone")
             #expect(!outputNames.contains { $0.hasPrefix(name) }, "\(name) must not be recorded")
@@ -456,7 +460,7 @@ extension HostileInputProcessTests {
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: outside))) == good, "the symlink's target is untouched")
         // Nothing was written anywhere but the output and spool directories.
         #expect(Files.list(dir.path) == ["daemon.log", "out", "outside.lshd.zst", "spool"])
-        #expect(Set(outputNames.filter { !$0.hasSuffix(".summary.json") && !$0.hasSuffix(".error.json") }) == ["totals.json"])
+        #expect(Set(outputNames.filter { !$0.hasSuffix(".summary.json") && !$0.hasSuffix(".error.json") }) == ["totals.json", OutputLock.fileName])
         // One line per event, no raw control characters in the log.
         let logBytes = Array(Files.text(dir.sub("daemon.log")).utf8)
         #expect(!logBytes.contains { $0 < 0x20 && $0 != 0x0A }, "raw control bytes in the log")
@@ -468,7 +472,7 @@ extension HostileInputProcessTests {
         try expectTotalsMatchRecords(output: out, options: options)
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["shards_ok"] == .int(Int64(cases.count)))
-        #expect(totals["shards_failed"] == .int(2))
+        #expect(totals["shards_failed"] == .int(2 + Int64(overlong.count)))
 
         // A producer that later uses an escaped display name literally reuses that name: recorded as NAME~2,
         // the first record untouched.
@@ -485,10 +489,22 @@ extension HostileInputProcessTests {
     /// change (or the settle check does), evaluates it again with backoff, and commits exactly one summary of the
     /// complete file, with no error record.
     @Test func shardStillGrowingAfterItsRenameGetsOneSummary() throws {
+        try shardStillGrowingAfterItsRenameGetsOneSummary(runAs: .invoker)
+    }
+
+    /// The same as the unit runs it (nobody, no capabilities).
+    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
+    func shardStillGrowingAfterItsRenameGetsOneSummaryAsNobody() throws {
+        try shardStillGrowingAfterItsRenameGetsOneSummary(runAs: .nobody)
+    }
+
+    func shardStillGrowingAfterItsRenameGetsOneSummary(runAs: RunAs) throws {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
-        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0"], logPath: dir.sub("daemon.log"))
+        if runAs == .nobody { Unprivileged.prepare(dir) }
+        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0"], logPath: dir.sub("daemon.log"),
+                                       runAs: runAs)
         let port = try #require(daemon.metricsPort())
         let full = try ShardFactory.valid(rows: 3000, classes: 16, seed: 11, frames: 4)
         let temp = spool + "/.growing.part"
@@ -527,12 +543,8 @@ extension HostileInputProcessTests {
     /// loop; a file it may rename but not read (mode 000) is quarantined with a clear `unreadable` record; a
     /// readable one is processed. Once the unclaimable file changes (here: given to the daemon's user), it is
     /// claimed at the next rescan.
-    @Test(.enabled(if: Privileges.canRunAsOtherUser, "needs root and setpriv"))
+    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
     func filesOfAnotherUserOrUnreadable() throws {
-        guard Privileges.executableByOthers(try Binary.smoothd()) else {
-            print("skipped: the smoothd binary is not reachable by other users (a directory on its path is not o+x)")
-            return
-        }
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
@@ -550,7 +562,7 @@ extension HostileInputProcessTests {
 
         let daemon = try DaemonProcess(
             ["--spool", spool, "--output", out, "--metrics-listen", "none", "--rescan-interval", "0.2"],
-            logPath: dir.sub("daemon.log"), asUser: nobody)
+            logPath: dir.sub("daemon.log"), runAs: .nobody)
         #expect(eventually(timeout: 30) { Files.exists(out + "/fine.lshd.zst.summary.json") && Files.exists(out + "/mode-000.lshd.zst.error.json") },
                 "\(daemon.log)")
         // About ten rescans later the unclaimable file has still been reported exactly once.
@@ -600,10 +612,12 @@ struct ShardNameEscapingTests {
             #expect(!display.unicodeScalars.contains { ShardName.isControl($0) })
         }
         #expect(!ShardName.isFinal(".\u{301}x.zst"), "a leading dot with a combining mark is still hidden")
-        // The 200-byte limit applies to the escaped name.
-        let long = [UInt8](repeating: 0xFF, count: 66) + Array(".zst".utf8)
-        #expect(!ShardName.isFinal(ShardName.key(forEntryBytes: long)))
-        #expect(ShardName.isFinal(ShardName.key(forEntryBytes: [UInt8](repeating: 0xFF, count: 65) + Array(".zst".utf8))))
+        // The 221-byte limit applies to the escaped name; a longer one is overlong (quarantined), not final.
+        let long = [UInt8](repeating: 0xFF, count: 73) + Array(".zst".utf8)
+        #expect(!ShardName.isFinal(ShardName.key(forEntryBytes: long)) && ShardName.isOverlong(ShardName.key(forEntryBytes: long)))
+        #expect(ShardName.isFinal(ShardName.key(forEntryBytes: [UInt8](repeating: 0xFF, count: 72) + Array(".zst".utf8))))
+        #expect(ShardName.isFinal(String(repeating: "x", count: 217) + ".zst") && !ShardName.isFinal(String(repeating: "x", count: 218) + ".zst"))
+        #expect(!ShardName.isOverlong(String(repeating: "x", count: 300) + ".zst.part"), "an unfinished name is never overlong")
     }
 
     /// No name — even a key crafted to decode to `..`, `.`, a `/` or a NUL — is ever more than one path

@@ -38,6 +38,8 @@ final class NotifyReceiver: Sendable {
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
         precondition(rc == 0, "bind failed: \(errno)")
+        // A daemon running as another user (nobody) must be able to send to it, as systemd's socket allows.
+        if let path { _ = chmod(path, 0o666) }
         let thread = TestThread { [self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while !stopped.withLock({ $0 }) {

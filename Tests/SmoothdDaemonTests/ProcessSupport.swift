@@ -16,6 +16,18 @@ enum Binary {
     }()
 
     static func smoothd() throws -> String {
+        do {
+            return try smoothdPath()
+        } catch let error as NotFound {
+            Issue.record("the smoothd executable was not found; build it first (swift build) or set SMOOTHD_BINARY. Looked at: \(error.candidates)")
+            throw POSIXError(.ENOENT)
+        }
+    }
+
+    struct NotFound: Error { var candidates: [String] }
+
+    /// The executable's path; throws ``NotFound`` without recording an issue.
+    static func smoothdPath() throws -> String {
         if let explicit = ProcessInfo.processInfo.environment["SMOOTHD_BINARY"], Files.exists(explicit) { return explicit }
         var candidates: [String] = []
         for start in [CommandLine.arguments.first ?? "", Bundle.main.bundlePath, Bundle.main.executablePath ?? ""] where !start.isEmpty {
@@ -34,8 +46,53 @@ enum Binary {
             var st = stat()
             if stat(candidate, &st) == 0, st.st_mode & S_IFMT == S_IFREG { return candidate }
         }
-        Issue.record("the smoothd executable was not found; build it first (swift build) or set SMOOTHD_BINARY. Looked at: \(candidates)")
-        throw POSIXError(.ENOENT)
+        throw NotFound(candidates: candidates)
+    }
+}
+
+/// Who a test daemon runs as.
+enum RunAs: Sendable, CustomStringConvertible {
+    /// The test's own user (root in CI).
+    case invoker
+    /// As the systemd unit runs it: `nobody:nogroup`, no supplementary groups, no capabilities (inheritable and
+    /// bounding sets cleared), through `setpriv`. The test must make its directories usable by that user
+    /// (``Unprivileged/prepare(_:)``).
+    case nobody
+
+    var description: String { self == .invoker ? "invoker" : "nobody" }
+}
+
+/// Running daemons as the unprivileged user, as the shipped unit does (`User=smoothd`, empty capability set).
+enum Unprivileged {
+    /// Why the unprivileged variants cannot run here, or `nil` when they can.
+    static let unavailableReason: String? = {
+        guard Privileges.isRoot else { return "needs root to start the daemon as nobody (tests run as root in CI)" }
+        guard Privileges.setpriv != nil else { return "needs setpriv (util-linux) to drop to nobody without capabilities" }
+        guard let binary = try? Binary.smoothdPath(), Privileges.executableByOthers(binary) else {
+            return "the smoothd binary is not reachable by other users (a directory on its path is not o+x)"
+        }
+        return nil
+    }()
+
+    /// Whether the unprivileged variants can run.
+    static var available: Bool { unavailableReason == nil }
+
+    /// The `setpriv` arguments that drop to nobody with no groups and no capabilities.
+    static var setprivArguments: [String] {
+        let id = Privileges.unprivilegedID
+        return ["--reuid=\(id)", "--regid=\(id)", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"]
+    }
+
+    /// Gives `dir` and everything in it to nobody (and makes it searchable), so a daemon running as nobody can
+    /// create its spool and output there.
+    static func prepare(_ dir: TempDirectory) {
+        let id = Privileges.unprivilegedID
+        _ = chmod(dir.path, 0o755)
+        _ = chown(dir.path, id, id)
+        let enumerator = FileManager.default.enumerator(atPath: dir.path)
+        while let name = enumerator?.nextObject() as? String {
+            _ = lchown(dir.path + "/" + name, id, id)
+        }
     }
 }
 
@@ -44,13 +101,13 @@ final class DaemonProcess {
     let process = Process()
     let logPath: String
 
-    /// Starts `smoothd serve ARGUMENTS`; with `asUser`, as that uid and gid (no supplementary groups) through
-    /// `setpriv`, as an unprivileged service would run.
-    init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String, asUser: UInt32? = nil) throws {
+    /// Starts `smoothd serve ARGUMENTS`, as `runAs` says (with `.nobody` through `setpriv`, as the unit runs it).
+    init(_ arguments: [String], environment extra: [String: String] = [:], logPath: String, runAs: RunAs = .invoker) throws {
         self.logPath = logPath
-        if let uid = asUser, let setpriv = Privileges.setpriv {
+        if runAs == .nobody {
+            guard let setpriv = Privileges.setpriv else { throw POSIXError(.ENOENT) }
             process.executableURL = URL(fileURLWithPath: setpriv)
-            process.arguments = ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--", try Binary.smoothd(), "serve"] + arguments
+            process.arguments = Unprivileged.setprivArguments + [try Binary.smoothd(), "serve"] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: try Binary.smoothd())
             process.arguments = ["serve"] + arguments

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LSHDFormat
+import Logging
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
@@ -142,6 +143,11 @@ enum Files {
 
     static func list(_ directory: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+
+    /// Hidden entries of an output directory other than the daemon's lock file: temporary files left behind.
+    static func leftovers(_ output: String) -> [String] {
+        list(output).filter { $0.hasPrefix(".") && $0 != OutputLock.fileName }
     }
 
     static func exists(_ path: String) -> Bool {
@@ -342,6 +348,16 @@ enum Privileges {
         }
         return true
     }
+}
+
+/// Opens a store on `DIR/spool` and `DIR/out` as the daemon starts: recovery, totals rebuilt and written.
+func startStore(_ dir: TempDirectory, faults: FaultInjector? = nil, options: MetricOptions = MetricOptions()) throws -> (SpoolStore, TotalsBook) {
+    let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: false, faults: faults)
+    _ = try store.recover()
+    let (ledger, _) = try store.rebuildLedger(options: options)
+    let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+    totals.flush()
+    return (store, totals)
 }
 
 /// Claims `name` from `store`, recording an issue (and throwing) when it is not claimed.
