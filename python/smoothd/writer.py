@@ -160,7 +160,6 @@ class LSHDWriter:
             raise ValueError(f"labels shape {list(y.shape)} does not match logits shape {list(shape)}")
         if y.dtype.kind not in "iu":
             raise TypeError(f"labels must be integers, got {y.dtype}")
-        z = z.reshape(-1, K)
         y = y.reshape(-1)
         rows = y.shape[0]
         if rows == 0:
@@ -169,34 +168,42 @@ class LSHDWriter:
         check_logit_dtype(z, self.logit_dtype, raw)
         y = y.astype(self._label_store)  # a private copy
         try:
-            start = 0
-            per_row = self._label_store.itemsize + self._row_bytes
-            while start < rows:
-                if self.frame_bytes is None:
-                    room_rows = max(1, (64 << 20) // per_row)  # convert in bounded pieces
-                else:
-                    room_rows = (self.frame_bytes - self._fill - U32.size) // per_row
-                    if room_rows < 1 and self._fill > 0 and self._has_block:
-                        self._submit()  # this frame is full: the next block starts a new one
-                        continue
-                    room_rows = max(1, room_rows)
-                n = min(rows - start, room_rows, 0xFFFFFFFF)
-                part = z[start:start + n]
-                # No defensive copy: _add copies into the frame buffer.
-                stored = encode_tensor(part, self.logit_dtype, raw=raw, copy=False) if tensor else encode_numpy(
-                    part, self.logit_dtype, raw=raw, copy=False)
-                self._add(U32.pack(n))
-                self._add(y[start:start + n])
-                self._add(stored.reshape(-1))
-                self._has_block = True
-                start += n
-                if self.frame_bytes is not None and self._fill >= self.frame_bytes:
-                    self._submit()
+            done = 0
+            for group in _row_views(z, K, tensor):
+                self._write_rows(group, y[done:done + len(group)], tensor, raw)
+                done += len(group)
             self.rows_written += rows
         except BaseException:
             self.abort()  # a half-written block cannot be taken back
             raise
         return rows
+
+    def _write_rows(self, z, y, tensor, raw) -> None:
+        """Rows z [n, K] with stored labels y [n] into frames, as blocks that fill each frame."""
+        rows = len(y)
+        start = 0
+        per_row = self._label_store.itemsize + self._row_bytes
+        while start < rows:
+            if self.frame_bytes is None:
+                room_rows = max(1, (64 << 20) // per_row)  # convert in bounded pieces
+            else:
+                room_rows = (self.frame_bytes - self._fill - U32.size) // per_row
+                if room_rows < 1 and self._fill > 0 and self._has_block:
+                    self._submit()  # this frame is full: the next block starts a new one
+                    continue
+                room_rows = max(1, room_rows)
+            n = min(rows - start, room_rows, 0xFFFFFFFF)
+            part = z[start:start + n]
+            # No defensive copy: _add copies into the frame buffer.
+            stored = encode_tensor(part, self.logit_dtype, raw=raw, copy=False) if tensor else encode_numpy(
+                part, self.logit_dtype, raw=raw, copy=False)
+            self._add(U32.pack(n))
+            self._add(y[start:start + n])
+            self._add(stored.reshape(-1))
+            self._has_block = True
+            start += n
+            if self.frame_bytes is not None and self._fill >= self.frame_bytes:
+                self._submit()
 
     def _check_labels(self, y):
         ok = ((y >= 0) & (y < self.num_classes)) | (y == self.ignore_index)
@@ -355,6 +362,32 @@ class LSHDWriter:
             if self._error is None:
                 self._error = error
             self._cond.notify_all()
+
+
+def _row_views(z, K: int, tensor: bool):
+    """[n, K] views of z's rows in order, without copying: a write's logits that cannot be viewed as rows
+    (``logits[:, :-1]`` of a [B, T, V] tensor) are walked along their leading dimension instead of being
+    made contiguous as a whole."""
+    if z.ndim <= 2:
+        yield z.reshape(-1, K)  # a view: the last dimension is K and at most one other
+        return
+    if tensor:
+        try:
+            yield z.view(-1, K)  # raises instead of copying
+            return
+        except RuntimeError:
+            pass
+    else:
+        # numpy's reshape would copy silently (and even setting .shape copies before it refuses): check
+        # that each leading dimension steps over whole runs of the next, ignoring dimensions of size 1.
+        dims = [(n, st) for n, st in zip(z.shape[:-1], z.strides[:-1]) if n != 1]
+        if all(dims[i][1] == dims[i + 1][0] * dims[i + 1][1] for i in range(len(dims) - 1)):
+            rows = int(np.prod(z.shape[:-1]))
+            step = dims[-1][1] if dims else z.strides[-1] * K
+            yield np.lib.stride_tricks.as_strided(z, shape=(rows, K), strides=(step, z.strides[-1]), writeable=False)
+            return
+    for sub in z:
+        yield from _row_views(sub, K, tensor)
 
 
 class _Aborted(Exception):

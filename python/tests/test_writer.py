@@ -252,6 +252,22 @@ class Contract(WriterTestCase):
                 w.write(z, np.zeros(40, np.int64), raw=True)
         np.testing.assert_array_equal(read_back(self.dir / "r.lshd.zst")[2], reference.decode_logits(bits, "bfloat16"))
 
+    def test_strided_batches_are_not_copied_whole(self):
+        import tracemalloc
+        z = np.random.default_rng(6).standard_normal((8, 101, 1000)).astype(np.float32)  # [B, T, V]
+        y = np.random.default_rng(7).integers(0, 1000, (8, 101))
+        sliced = z[:, :-1]  # not viewable as rows: reshape would copy all 3.2 MB
+        path = self.dir / "strided.lshd.zst"
+        with smoothd.LSHDWriter(path, 1000, frame_bytes=64 << 10) as w:
+            tracemalloc.start()
+            w.write(sliced, y[:, 1:])
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        self.assertLess(peak, sliced.nbytes / 2)
+        _, got_y, got_z = read_back(path)
+        np.testing.assert_array_equal(got_z, sliced.reshape(-1, 1000).astype(np.float64))
+        np.testing.assert_array_equal(got_y, y[:, 1:].reshape(-1))
+
     def test_caller_may_reuse_its_buffer_after_write(self):
         z = np.ones((50, 8), np.float32)
         with smoothd.LSHDWriter(self.dir / "s.lshd.zst", 8, frame_bytes=1 << 20) as w:
@@ -394,6 +410,14 @@ class Torch(WriterTestCase):
                 smoothd.write_shard(path, t, torch.zeros(30, dtype=torch.long), logit_dtype=target)
                 want = encode_logits(t.double().numpy() if source == torch.float64 else t.float().numpy(), target)
                 np.testing.assert_array_equal(read_back(path)[2], reference.decode_logits(want, target))
+
+    def test_strided_tensor_batches(self):
+        import torch
+        z = torch.randn(3, 9, 50).to(torch.bfloat16)
+        path = self.dir / "strided-t.lshd.zst"
+        smoothd.write_shard(path, z[:, 1:], torch.zeros(3, 8, dtype=torch.long), logit_dtype="bfloat16",
+                            frame_bytes=512)
+        np.testing.assert_array_equal(read_back(path)[2], z[:, 1:].double().reshape(-1, 50).numpy())
 
     def test_reused_tensor_after_write(self):
         import torch
