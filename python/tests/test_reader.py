@@ -6,9 +6,7 @@ smoothd binary, every invalid fixture must also give exactly the kind and offset
 import json
 import struct
 import subprocess
-import tempfile
 import unittest
-from pathlib import Path
 
 from support import FIXTURES, TempDirCase, skip_without_binary
 

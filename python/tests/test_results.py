@@ -15,7 +15,6 @@ import tempfile
 import unittest
 import warnings
 from fractions import Fraction
-from pathlib import Path
 
 from support import FIXTURES, TempDirCase, smoothd_binary
 

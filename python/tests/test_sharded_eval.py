@@ -2,11 +2,10 @@
 import json
 import os
 import subprocess
-import tempfile
+import sys
 import unittest
-from pathlib import Path
 
-from support import HAVE_TORCH, TempDirCase, skip_without_binary
+from support import HAVE_TORCH, ROOT, TempDirCase, skip_without_binary
 
 import numpy as np
 
@@ -88,6 +87,29 @@ class Writing(TempDirCase):
         y, z = smoothd.read_shard(shard.path).rows()
         np.testing.assert_array_equal(z, logits[:, :-1].float().reshape(-1, 30).numpy())
         np.testing.assert_array_equal(y, ids[:, 1:].reshape(-1).numpy())
+
+
+class ReadmeExample(TempDirCase):
+    @unittest.skipUnless(HAVE_TORCH, "torch not installed")
+    def test_the_eval_loop_in_readme_runs_as_written_and_smoothd_reads_its_shards(self):
+        binary = skip_without_binary(self)
+        text = (ROOT / "README.md").read_text(encoding="utf-8")
+        section = text[text.index("### Writing shards from an eval loop"):]
+        code = section[section.index("```python\n") + len("```python\n"):]
+        code = code[:code.index("```")]
+        for rank in range(2):  # two ranks of one eval set, as torchrun would start them
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", PYTHONPATH=str(ROOT / "python"))
+            proc = subprocess.run([sys.executable, "-c", code], cwd=self.dir, env=env, capture_output=True,
+                                  text=True, timeout=600)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+        files = sorted(str(p) for p in (self.dir / "spool").iterdir())
+        self.assertEqual(len(files), 2)
+        proc = subprocess.run([binary, "eval", "--json", *files], capture_output=True, text=True, timeout=300)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        report = json.loads(proc.stdout)
+        self.assertEqual(report["total"]["rows"], 64 * 128)
+        self.assertEqual(sorted(e["meta"]["shard_index"] for e in report["shards"]), [0, 1])
+        self.assertEqual({e["logit_dtype"] for e in report["shards"]}, {"bfloat16"})
 
 
 if __name__ == "__main__":

@@ -7,10 +7,8 @@ import errno
 import os
 import stat
 import struct
-import tempfile
 import time
 import unittest
-from pathlib import Path
 
 from support import HAVE_TORCH, TempDirCase
 
