@@ -400,8 +400,11 @@ class Loading(TempDirCase):
         self.put("out/superseded/a.lshd.zst.summary.json", rec)
         d = results.load(self.dir / "out")
         self.assertEqual((d.kind, len(d.shards), d.total["shards_ok"]), ("directory", 2, 1))
-        doc = results.merge([ev, self.dir / "out"])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            doc = results.merge([ev, self.dir / "out"])
         self.assertEqual(doc["total"]["shards_ok"], 1)  # a.lshd.zst twice: one identity
+        self.assertIn("a.lshd.zst.summary.json supersedes", str(caught[0].message))
         merged = self.put("merged.json", results.dumps(doc))
         self.assertEqual(results.load(merged).kind, "merge")
 
