@@ -458,6 +458,9 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
     failed = 0
     order = 0
     for res in _inputs(records):
+        if res.kind in ("totals", "merge"):
+            raise ResultsError(res.path, f"a {res.kind} document has no shard records to merge; merge the serve "
+                                         f"output directory, its summaries or the eval --json outputs instead")
         ok = bad = 0
         for i, record in enumerate(res.shards):
             where = res.sources[i]

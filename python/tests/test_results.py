@@ -407,6 +407,9 @@ class Loading(TempDirCase):
         self.assertIn("a.lshd.zst.summary.json supersedes", str(caught[0].message))
         merged = self.put("merged.json", results.dumps(doc))
         self.assertEqual(results.load(merged).kind, "merge")
+        for path in (merged, self.dir / "out/totals.json"):
+            with self.assertRaisesRegex(results.ResultsError, "has no shard records to merge"):
+                results.merge([path])
 
     def test_bad_files(self):
         for name, text, message in (("t.json", '{"shards": [', "not JSON"), ("e.json", "", "empty file"),
