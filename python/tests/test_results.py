@@ -128,6 +128,11 @@ class MergeEqualsOneEval(WithSummaries):
             alone = results.merge([self.summaries[name]], report_smoothing=(0.0, 0.3), group_by=None)
             self.assert_same_fields(alone["total"], entries[name], name)
 
+    def test_states_read_back_to_smoothds_own_encoding(self):
+        for name, summary in self.summaries.items():
+            again = results.State.from_json(summary["state"], name).to_json()
+            self.assertEqual(json.dumps(again), json.dumps(summary["state"]), name)  # same keys, order, digits
+
     def test_directory_load_and_default_groups(self):
         self.assertEqual(self.directory.kind, "directory")
         self.assertEqual(len(self.directory.shards), len(VALID) + 1)
