@@ -55,7 +55,8 @@ class _Payload:
         self._buf = b""  # decoded payload; self._buf[self._off:] is not yet consumed
         self._off = 0
         self.pos = 0  # payload bytes consumed
-        self.frames = 0
+        self._checksum = 0  # checksum bytes after the last block of the frame in progress
+        self._block_starts = []  # payload offset where each block of that frame began
 
     def error(self, kind, offset, reason):
         return ShardError(self._path, kind, offset, reason)
@@ -114,7 +115,6 @@ class _Payload:
             data, self._input = self._input[:n], self._input[n:]
             if self._dobj is None:
                 self._dobj = self._dctx.decompressobj()
-                self.frames += 1
                 self._block_starts = []
             self._block_starts.append(self.pos)
             try:
@@ -155,10 +155,6 @@ class _Payload:
         if len(b) != n:
             raise self.error("truncated", self.pos, f"payload ends inside {inside} (no end marker)")
         return b
-
-    def at_end(self) -> bool:
-        """True when no payload byte follows (empty and skippable frames are fine)."""
-        return not self._fill()
 
 
 def _zstd_name(e: zstandard.ZstdError) -> str:
