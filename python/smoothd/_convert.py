@@ -68,7 +68,7 @@ def check_logit_dtype(x, logit_dtype: str, raw: bool) -> None:
         kind = "f" if x.dtype.is_floating_point else "c" if x.dtype.is_complex else "i"
         size = x.element_size()
     else:
-        dtype = np.asarray(x[:0] if hasattr(x, "__getitem__") and hasattr(x, "shape") else x).dtype
+        dtype = np.asarray(x).dtype  # x is an array already: no copy
         kind, size = ("f" if getattr(dtype, "name", "") == "bfloat16" else dtype.kind), dtype.itemsize
     if raw:
         if size != store.itemsize or kind not in "uif":
