@@ -12,17 +12,25 @@ public protocol ShardRowSink {
 /// memory can be read in windows while its logits stream by. Reads move forward only.
 public protocol PayloadRangeReader: AnyObject {
     /// Fills `buffer` with payload bytes from `offset` (counted from where the parser started), or
-    /// returns how many bytes were available before the payload ended.
-    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(ShardError) -> Int
+    /// returns how many bytes were available before the payload ended. Its errors reach the parser's
+    /// caller unchanged, as `ShardParseError.sourceFailed`.
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
 
-/// An incremental LSHD v1 parser: feed it payload bytes in pieces of any size, and it validates them
-/// and hands whole rows to a sink. It holds the header, the labels of the current block and at most
-/// one partly received row (in the sink's space); nothing grows with the shard.
+/// An incremental LSHD v1 parser: `fill` lets a producer (a decoder, a copy from memory) write payload
+/// bytes in pieces of any size, and the parser validates them and hands whole rows to a sink. It holds
+/// the header, the labels of the current block and at most one partly received row (in the sink's
+/// space); nothing grows with the shard.
 ///
+/// Use: `fill` until the bytes run out, then `finish` at the end of the payload, or `detach` when the
+/// sink's space must be released with more payload to come. A thrown error is already the first in
+/// payload order (a bad label that was skipped over and read later through `labelReader` comes first)
+/// and the parser is detached from the sink's space.
+///
+/// Non-copyable: it keeps a pointer into the sink's space, which two copies must not both write.
 /// Offsets in its errors count from where the parser started (the payload start, unless it was
 /// created with `resumingAtBlockBoundary`).
-public struct ShardParser {
+public struct ShardParser: ~Copyable {
     enum Phase { case header, meta, blockHeader, labels, skippingLabels, logits, finished }
 
     /// Re-reads labels of blocks whose labels exceed `labelMemoryLimit`; without one, labels are kept whole.
@@ -81,8 +89,60 @@ public struct ShardParser {
     /// True once the end marker has been read.
     public var isFinished: Bool { phase == .finished }
 
-    /// Consumes `bytes`, handing complete rows to `sink`.
-    public mutating func consume(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardError) {
+    /// The header once its metadata has been read too (a block or the end marker comes next).
+    public var completeHeader: ShardHeader? {
+        header.flatMap { offset >= $0.firstBlockOffset ? $0 : nil }
+    }
+
+    /// Logit space smaller than this goes through `staging`: tiny direct writes cost more than a copy.
+    static let directMinimum = 4096
+
+    /// Lets `produce` write the next payload bytes, then parses what it wrote. Inside a block's logits
+    /// `produce` gets the sink's row space itself (no copy); elsewhere it gets `staging`, from which the
+    /// parser copies. `produce` returns how many bytes it wrote; the result tells whether it filled all
+    /// it was given (a decoder may then hold more output). An error of `produce` stops the parser like
+    /// one of its own (`sourceFailed`, unless a bad label comes first).
+    public mutating func fill<Failure: Error>(
+        into sink: inout some ShardRowSink, staging: UnsafeMutableRawBufferPointer,
+        _ produce: (UnsafeMutableRawBufferPointer) throws(Failure) -> Int
+    ) throws(ShardParseError) -> Bool {
+        var direct: UnsafeMutableRawBufferPointer?
+        if phase == .logits {
+            let space = logitSpace(into: &sink)
+            if space.count >= Self.directMinimum { direct = space }
+        }
+        let target = direct ?? staging
+        let written: Int
+        do {
+            written = try produce(target)
+        } catch {
+            throw stop(error, into: &sink)
+        }
+        do throws(ShardParseError) {
+            if written > 0 {
+                if direct != nil {
+                    try advanceLogits(by: written, into: &sink)
+                } else {
+                    try consume(UnsafeRawBufferPointer(rebasing: target[0..<written]), into: &sink)
+                }
+            }
+        } catch {
+            detach(from: &sink)
+            throw error
+        }
+        return written == target.count
+    }
+
+    /// Stops at a failure of the bytes' source (`failure`, found at the current offset): detaches, and
+    /// returns the error to report, which is a bad label skipped over before this offset if there is one.
+    public mutating func stop(_ failure: any Error, into sink: inout some ShardRowSink) -> ShardParseError {
+        let first = firstLabelError(before: offset)
+        detach(from: &sink)
+        return first.map { .invalid($0) } ?? .sourceFailed(failure)
+    }
+
+    /// Parses `bytes`, handing complete rows to `sink`.
+    mutating func consume(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardParseError) {
         var index = 0
         while index < bytes.count {
             switch phase {
@@ -91,10 +151,18 @@ public struct ShardParser {
                 fieldBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)]))
                 index += take
                 offset += UInt64(take)
-                if phase == .header { try checkHeaderPrefix() }
-                if fieldBytes.count == fieldNeeded { try completeField(into: &sink) }
+                do throws(ShardError) {
+                    if phase == .header { try checkHeaderPrefix() }
+                    if fieldBytes.count == fieldNeeded { try completeField(into: &sink) }
+                } catch {
+                    throw .invalid(error)
+                }
             case .labels:
-                index += try consumeLabels(UnsafeRawBufferPointer(rebasing: bytes[index...]))
+                do throws(ShardError) {
+                    index += try consumeLabels(UnsafeRawBufferPointer(rebasing: bytes[index...]))
+                } catch {
+                    throw .invalid(error)
+                }
             case .skippingLabels:
                 let take = min(labelBytesLeft, bytes.count - index)
                 index += take
@@ -104,13 +172,15 @@ public struct ShardParser {
             case .logits:
                 index += try consumeLogits(UnsafeRawBufferPointer(rebasing: bytes[index...]), into: &sink)
             case .finished:
-                throw ShardError(.trailingBytes, at: offset, "\(bytes.count - index) or more bytes after the end marker")
+                throw .invalid(ShardError(.trailingBytes, at: offset, "\(bytes.count - index) or more bytes after the end marker"))
             }
         }
     }
 
-    /// Declares the end of the payload: an error unless the end marker was read.
-    public mutating func finish() throws(ShardError) {
+    /// Declares the end of the payload: detaches from the sink's space, and throws unless the end
+    /// marker was read.
+    public mutating func finish(into sink: inout some ShardRowSink) throws(ShardError) {
+        detach(from: &sink)
         guard phase == .finished else {
             if let labelError = firstLabelError(before: offset) { throw labelError }
             let place: String
@@ -272,7 +342,7 @@ public struct ShardParser {
     static let labelWindowRows = 65_536
 
     /// The label of row `row` of the current block, refilling the window from the reader when needed.
-    mutating func label(ofBlockRow row: Int) throws(ShardError) -> Int64 {
+    mutating func label(ofBlockRow row: Int) throws(ShardParseError) -> Int64 {
         if !labelsViaReader { return blockLabels[row] }
         if row >= labelWindowStart + blockLabels.count {
             try fillLabelWindow(from: row, count: min(Self.labelWindowRows, blockRows - row))
@@ -280,14 +350,20 @@ public struct ShardParser {
         return blockLabels[row - labelWindowStart]
     }
 
-    /// Reads and validates labels [row, row + count) of the current block.
-    mutating func fillLabelWindow(from row: Int, count: Int) throws(ShardError) {
+    /// Reads and validates labels [row, row + count) of the current block. Windows are read in order,
+    /// so when the reader fails no label before `start` is left unchecked.
+    mutating func fillLabelWindow(from row: Int, count: Int) throws(ShardParseError) {
         guard let header, let labelReader else { preconditionFailure("no label reader") }
         let width = header.labelDType.byteWidth
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: count * width, alignment: 8)
         defer { buffer.deallocate() }
         let start = blockLabelsOffset + UInt64(row * width)
-        let got = try labelReader.read(at: start, into: buffer)
+        let got: Int
+        do {
+            got = try labelReader.read(at: start, into: buffer)
+        } catch {
+            throw .sourceFailed(error)
+        }
         let raw = UnsafeRawBufferPointer(buffer)
         blockLabels.removeAll(keepingCapacity: true)
         labelWindowStart = row
@@ -295,14 +371,18 @@ public struct ShardParser {
         for i in 0..<(got / width) {
             let label = width == 8 ? Int64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
                 : Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self)))
-            try check(label: label, at: start + UInt64(i * width), row: rowBase + UInt64(row + i), header: header)
+            do throws(ShardError) {
+                try check(label: label, at: start + UInt64(i * width), row: rowBase + UInt64(row + i), header: header)
+            } catch {
+                throw .invalid(error)
+            }
             blockLabels.append(label)
         }
     }
 
     /// When labels are read through the reader, a bad label earlier in the payload than a later error
     /// (truncation, zstd) must win: this checks the current block's labels stored before `errorOffset`.
-    public mutating func firstLabelError(before errorOffset: UInt64) -> ShardError? {
+    mutating func firstLabelError(before errorOffset: UInt64) -> ShardError? {
         guard labelsViaReader, phase == .skippingLabels || phase == .logits, let header else { return nil }
         let width = header.labelDType.byteWidth
         var row = labelWindowStart + blockLabels.count
@@ -311,7 +391,8 @@ public struct ShardParser {
             do {
                 try fillLabelWindow(from: row, count: count)
             } catch {
-                return error.kind == .labelOutOfRange ? error : nil
+                if case .invalid(let invalid) = error, invalid.kind == .labelOutOfRange { return invalid }
+                return nil
             }
             if blockLabels.count < count { break }
             row += count
@@ -322,7 +403,7 @@ public struct ShardParser {
     // MARK: - Logits
 
     /// Copies logit bytes into the sink's space, as many rows at a time as the input holds.
-    mutating func consumeLogits(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardError) -> Int {
+    mutating func consumeLogits(_ bytes: UnsafeRawBufferPointer, into sink: inout some ShardRowSink) throws(ShardParseError) -> Int {
         var index = 0
         while index < bytes.count, phase == .logits {
             let destination = logitSpace(into: &sink)
@@ -332,12 +413,6 @@ public struct ShardParser {
             try advanceLogits(by: take, into: &sink)
         }
         return index
-    }
-
-    /// Where the next logit bytes of the current block belong, when the parser is inside a block's
-    /// logits: the decoder can write there directly and call `advanceLogits(by:into:)`, saving a copy.
-    public mutating func directLogitSpace(into sink: inout some ShardRowSink) -> UnsafeMutableRawBufferPointer? {
-        phase == .logits ? logitSpace(into: &sink) : nil
     }
 
     /// The free part of the sink's space, limited to the current block's remaining logits.
@@ -359,7 +434,7 @@ public struct ShardParser {
 
     /// Accounts for `count` logit bytes just written at the start of `logitSpace`: completes rows,
     /// hands a full space to the sink and moves on at the end of the block.
-    public mutating func advanceLogits(by count: Int, into sink: inout some ShardRowSink) throws(ShardError) {
+    mutating func advanceLogits(by count: Int, into sink: inout some ShardRowSink) throws(ShardParseError) {
         guard let header else { preconditionFailure("logits before header") }
         spaceUsed += count
         blockLogitBytesLeft -= count
@@ -387,7 +462,7 @@ public struct ShardParser {
 
     /// Hands complete rows to the sink and stops using its space; a partly received row is kept
     /// inside the parser and continues in the next space. Call it before the sink's space goes away.
-    public mutating func detachFromSpace(into sink: inout some ShardRowSink) {
+    public mutating func detach(from sink: inout some ShardRowSink) {
         guard space.count > 0, let header else { return }
         let completeBytes = rowsInSpace * header.rowLogitBytes
         if spaceUsed > completeBytes {

@@ -134,18 +134,18 @@ enum FuzzHarness {
             compare(outcome, with: parseDirectly(sequential.payload, input), payloadLength: decoded, context: "compressed file")
         case .failure(let failure):
             Invariants.check(failure.error, limit: decoded, "compressed file")
-            require(failure.error.kind != .ioError, "I/O error on a memory file: \(failure)")
+            require(failure.kind != .ioError, "I/O error on a memory file: \(failure)")
             if sequential.isComplete {
                 compare(outcome, with: parseDirectly(sequential.payload, input), payloadLength: decoded, context: "compressed file")
                 return 0
             }
-            if failure.error.kind == .zstdError {
+            if failure.kind == .zstdError {
                 require(sequential.zstdFailed, "pipeline reports a zstd error that sequential decoding does not see: \(failure)")
             }
             // Whatever the pipeline reports, no content error may come before it in payload order.
             let prefix = parseDirectly(sequential.payload, input)
-            switch failure.error.kind {
-            case .zstdError, .truncated:
+            switch failure.kind {
+            case .zstdError, .format(.truncated):
                 if case .invalid(let first, _) = prefix, first.kind != .truncated {
                     require(first.offset! >= failure.error.offset!,
                             "pipeline reports \(failure.error) but the decoded bytes hold an earlier \(first)")
@@ -154,7 +154,7 @@ enum FuzzHarness {
                 guard case .invalid(let first, _) = prefix else {
                     violated("pipeline reports \(failure.error) but the decoded bytes parse as a valid shard")
                 }
-                require(sameError(first, failure.error), "pipeline reports \(failure.error), direct parse of the decoded bytes \(first)")
+                require(sameError(failure.error, first), "pipeline reports \(failure.error), direct parse of the decoded bytes \(first)")
             }
         }
         return 0
@@ -176,8 +176,8 @@ enum FuzzHarness {
     }
 
     /// The same rule broken at the same place (the wording may name how many bytes one read held).
-    static func sameError(_ a: ShardError, _ b: ShardError) -> Bool {
-        a.kind == b.kind && a.offset == b.offset && a.row == b.row
+    static func sameError(_ a: EvaluationError, _ b: ShardError) -> Bool {
+        a.kind == .format(b.kind) && a.offset == b.offset && a.row == b.row
     }
 
     /// Evaluates `compressed` under every configuration; they must agree exactly (timing aside).

@@ -10,12 +10,19 @@ struct Segment {
     var end: UInt64
 }
 
-/// The parser state carried from one segment into the next.
-struct SegmentCursor {
+/// The parser state carried from one segment into the next: a reference, because the parser is
+/// non-copyable and the cursor moves from the decoder that made it to the joining thread.
+final class SegmentCursor {
     var parser: ShardParser
     /// Payload offset and row index where this parser started; its errors are relative to them.
     var originBytes: UInt64
     var originRows: UInt64
+
+    init(parser: consuming ShardParser, originBytes: UInt64, originRows: UInt64) {
+        self.parser = parser
+        self.originBytes = originBytes
+        self.originRows = originRows
+    }
 }
 
 /// How a segment's decoding ended.
@@ -27,7 +34,7 @@ enum SegmentEnd {
     /// After the end marker; the cursor rejects any byte that follows.
     case finished(SegmentCursor)
     /// Invalid, with the error relative to the cursor's origin.
-    case failed(ShardError, SegmentCursor)
+    case failed(EvaluationError, SegmentCursor)
     /// Not decoded (a speculation was abandoned).
     case skipped
 }
@@ -43,7 +50,7 @@ struct SegmentResult {
 }
 
 struct RunFailure: Error {
-    var error: ShardError
+    var error: EvaluationError
     var payloadBytes: UInt64
 }
 
@@ -115,8 +122,7 @@ final class EvaluationRun: @unchecked Sendable {
     var labelMemoryLimit: Int { min(4 << 20, options.memoryBudget / 16) }
 
     /// A cursor whose parser re-reads oversized label sections from the start of `segment`.
-    func makeCursor(segment: Int, parser: ShardParser, originBytes: UInt64, originRows: UInt64) -> SegmentCursor {
-        var parser = parser
+    func makeCursor(segment: Int, parser: consuming ShardParser, originBytes: UInt64, originRows: UInt64) -> SegmentCursor {
         parser.labelMemoryLimit = labelMemoryLimit
         parser.labelReader = ForwardPayloadReader(fd: fd, compressedStart: segments[segment].start, compressedEnd: fileSize,
                                                   windowLogMax: windowLogMax)
@@ -166,7 +172,7 @@ final class EvaluationRun: @unchecked Sendable {
     /// Decoder threads take segments in order; segment 0 is exact, later ones guess a block boundary.
     func decoderLoop() {
         let decoder = ZstdDecompressor(windowLogMax: windowLogMax)
-        var buffers = DecodeBuffers()
+        let buffers = DecodeBuffers()
         while true {
             lock.lock()
             let index = nextSegment
@@ -174,14 +180,14 @@ final class EvaluationRun: @unchecked Sendable {
             if proceed { nextSegment += 1 }
             lock.unlock()
             guard proceed else { return }
-            var cursor: SegmentCursor
+            let cursor: SegmentCursor
             if index == 0 {
                 cursor = makeCursor(segment: 0, parser: ShardParser(), originBytes: 0, originRows: 0)
             } else {
                 guard let header = waitForHeader() else { return }
                 cursor = makeCursor(segment: index, parser: ShardParser(resumingAtBlockBoundaryWith: header), originBytes: 0, originRows: 0)
             }
-            let result = decode(segment: index, cursor: &cursor, decoder: decoder, buffers: &buffers, generation: 0)
+            let result = decode(segment: index, cursor: cursor, decoder: decoder, buffers: buffers, generation: 0)
             lock.lock()
             results[index].end = result.end
             results[index].payloadBytes = result.payloadBytes
@@ -238,13 +244,18 @@ final class EvaluationRun: @unchecked Sendable {
 
     // MARK: - Decoding one segment
 
-    struct DecodeBuffers {
-        var input = [UInt8](repeating: 0, count: 1 << 20)  // fewer reads than the recommended 128 KiB
-        var output = [UInt8](repeating: 0, count: ZstdDecompressor.recommendedOutputSize)
+    /// A decoding thread's compressed input and staging output.
+    final class DecodeBuffers {
+        let input = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)  // fewer reads than the recommended 128 KiB
+        let output = UnsafeMutableRawBufferPointer.allocate(byteCount: ZstdDecompressor.recommendedOutputSize, alignment: 64)
+        deinit {
+            input.deallocate()
+            output.deallocate()
+        }
     }
 
     /// Decodes segment `index` into `cursor`'s parser, handing rows to the workers.
-    func decode(segment index: Int, cursor: inout SegmentCursor, decoder: ZstdDecompressor, buffers: inout DecodeBuffers, generation: Int) -> SegmentResult {
+    func decode(segment index: Int, cursor: SegmentCursor, decoder: ZstdDecompressor, buffers: DecodeBuffers, generation: Int) -> SegmentResult {
         decoder.reset()
         let segment = segments[index]
         let isLast = index == segments.count - 1
@@ -258,25 +269,27 @@ final class EvaluationRun: @unchecked Sendable {
             result.rows = cursor.parser.rows - rowsBefore
             return result
         }
-        do {
+        do throws(ShardParseError) {
             var position = segment.start
             while position < segment.end {
                 let want = Int(min(UInt64(buffers.input.count), segment.end - position))
-                let got = buffers.input.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(position)) }
+                let got = pread(fd, buffers.input.baseAddress, want, off_t(position))
                 if got < 0 {
                     if errno == EINTR { continue }
-                    throw ShardError(.ioError, at: cursor.parser.offset, "read failed: \(errnoText())")
+                    throw cursor.parser.stop(EvaluationError(.ioError, at: cursor.parser.offset, "read failed: \(errnoText())"), into: &sink)
                 }
-                if got == 0 { throw ShardError(.ioError, at: cursor.parser.offset, "file shrank while being read") }
+                if got == 0 {
+                    throw cursor.parser.stop(EvaluationError(.ioError, at: cursor.parser.offset, "file shrank while being read"), into: &sink)
+                }
                 position += UInt64(got)
                 progress?.add(got)
-                try feed(count: got, cursor: &cursor, sink: &sink, decoder: decoder, buffers: &buffers)
+                try feed(count: got, cursor: cursor, sink: &sink, decoder: decoder, buffers: buffers)
                 if index > 0 && generation == 0 {
                     lock.lock()
                     let abandon = stopSpeculating && index > 0
                     lock.unlock()
                     if abandon, cursorAbandonable(index) {
-                        cursor.parser.detachFromSpace(into: &sink)
+                        cursor.parser.detach(from: &sink)
                         sink.submitCurrent()
                         return finish(.skipped)
                     }
@@ -284,23 +297,24 @@ final class EvaluationRun: @unchecked Sendable {
             }
             if isLast {
                 if !decoder.isAtFrameBoundary {
-                    throw ShardError(.truncated, at: cursor.parser.offset, "compressed stream ends inside a zstd frame (payload ends before the end marker)")
+                    throw cursor.parser.stop(EvaluationError(.format(.truncated), at: cursor.parser.offset,
+                        "compressed stream ends inside a zstd frame (payload ends before the end marker)"), into: &sink)
                 }
-                try cursor.parser.finish()
+                do throws(ShardError) {
+                    try cursor.parser.finish(into: &sink)
+                } catch {
+                    throw .invalid(error)
+                }
             }
-            cursor.parser.detachFromSpace(into: &sink)
+            cursor.parser.detach(from: &sink)
             sink.submitCurrent()
             if cursor.parser.isFinished { return finish(.finished(cursor)) }
             if cursor.parser.isAtBlockBoundary { return finish(.atBoundary) }
             return finish(.midBlock(cursor))
-        } catch let error as ShardError {
-            // A bad label that was skipped over (read later through the label reader) comes first.
-            let first = error.kind == .labelOutOfRange ? error : (cursor.parser.firstLabelError(before: error.offset ?? .max) ?? error)
-            cursor.parser.detachFromSpace(into: &sink)
-            sink.submitCurrent()
-            return finish(.failed(first, cursor))
         } catch {
-            preconditionFailure("unexpected error \(error)")
+            // The parser has detached and put the first error in payload order first.
+            sink.submitCurrent()
+            return finish(.failed(EvaluationError(error), cursor))
         }
     }
 
@@ -317,59 +331,27 @@ final class EvaluationRun: @unchecked Sendable {
         return false
     }
 
-    /// Runs the decoder over `count` input bytes and feeds its output to the parser. Inside a block's
-    /// logits the decoder writes straight into the chunk (no staging copy); elsewhere it goes through
-    /// the staging buffer and the parser copies.
-    func feed(count: Int, cursor: inout SegmentCursor, sink: inout ChunkSink, decoder: ZstdDecompressor, buffers: inout DecodeBuffers) throws(ShardError) {
+    /// Runs the decoder over `count` input bytes and lets the parser take its output: inside a block's
+    /// logits the decoder writes straight into the chunk (no staging copy).
+    func feed(count: Int, cursor: SegmentCursor, sink: inout ChunkSink, decoder: ZstdDecompressor,
+              buffers: DecodeBuffers) throws(ShardParseError) {
+        let input = UnsafeRawBufferPointer(rebasing: buffers.input[0..<count])
         var inputPosition = 0
         while true {
+            let hadHeader = cursor.parser.completeHeader != nil
+            let offset = cursor.parser.offset  // not read inside: `fill` holds the parser
+            let filled = try cursor.parser.fill(into: &sink, staging: buffers.output) { output throws(EvaluationError) in
+                var outputPosition = 0
+                do throws(ZstdError) {
+                    try decoder.decompress(input: input, inputPosition: &inputPosition, output: output, outputPosition: &outputPosition)
+                } catch {
+                    throw EvaluationError(.zstdError, at: offset, "zstd: \(error.name)")
+                }
+                return outputPosition
+            }
             // Read means through the metadata, which may end in a later call than the fixed header.
-            let hadHeader = cursor.parser.header.map { cursor.parser.offset >= $0.firstBlockOffset } ?? false
-            var outputPosition = 0
-            var outputCount = 0
-            let zstdFailure: ZstdError?
-            if let direct = cursor.parser.directLogitSpace(into: &sink), direct.count >= 4096 {
-                zstdFailure = decompress(decoder, buffers.input, count: count, inputPosition: &inputPosition, into: direct, &outputPosition)
-                outputCount = direct.count
-                if zstdFailure == nil, outputPosition > 0 { try cursor.parser.advanceLogits(by: outputPosition, into: &sink) }
-            } else {
-                outputCount = buffers.output.count
-                zstdFailure = buffers.output.withUnsafeMutableBytes { output in
-                    decompress(decoder, buffers.input, count: count, inputPosition: &inputPosition, into: output, &outputPosition)
-                }
-                if zstdFailure == nil, outputPosition > 0 {
-                    let parseFailure = buffers.output.withUnsafeBytes { output -> ShardError? in
-                        do throws(ShardError) {
-                            try cursor.parser.consume(UnsafeRawBufferPointer(rebasing: output[0..<outputPosition]), into: &sink)
-                            return nil
-                        } catch {
-                            return error
-                        }
-                    }
-                    if let parseFailure { throw parseFailure }
-                }
-            }
-            if let zstdFailure {
-                throw ShardError(.zstdError, at: cursor.parser.offset, "zstd: \(zstdFailure.name)")
-            }
-            if !hadHeader, let parsed = cursor.parser.header, cursor.parser.offset >= parsed.firstBlockOffset {
-                publishHeader(parsed)
-            }
-            if inputPosition == count && outputPosition < outputCount { return }
-        }
-    }
-
-    /// One `ZSTD_decompressStream` call from the input buffer into `output`; the zstd error, if any.
-    func decompress(_ decoder: ZstdDecompressor, _ inputBuffer: [UInt8], count: Int, inputPosition: inout Int,
-                    into output: UnsafeMutableRawBufferPointer, _ outputPosition: inout Int) -> ZstdError? {
-        inputBuffer.withUnsafeBytes { input -> ZstdError? in
-            do throws(ZstdError) {
-                try decoder.decompress(input: UnsafeRawBufferPointer(rebasing: input[0..<count]), inputPosition: &inputPosition,
-                                       output: output, outputPosition: &outputPosition)
-                return nil
-            } catch {
-                return error
-            }
+            if !hadHeader, let parsed = cursor.parser.completeHeader { publishHeader(parsed) }
+            if inputPosition == count && !filled { return }
         }
     }
 
@@ -384,14 +366,14 @@ final class EvaluationRun: @unchecked Sendable {
         var rowsBase: UInt64 = 0
         var carried: SegmentCursor?  // the cursor to continue when the previous segment did not end between blocks
         let decoder = ZstdDecompressor(windowLogMax: windowLogMax)
-        var buffers = DecodeBuffers()
+        let buffers = DecodeBuffers()
         for index in segments.indices {
             lock.lock()
             var result = results[index]
             lock.unlock()
             let guessHolds = index == 0 || carried == nil
             if !guessHolds || isSkipped(result.end) {
-                var cursor: SegmentCursor
+                let cursor: SegmentCursor
                 if let previous = carried {
                     cursor = previous
                 } else if index == 0 {
@@ -406,7 +388,7 @@ final class EvaluationRun: @unchecked Sendable {
                 results[index].accumulator = MetricAccumulator(options: options.metrics)
                 let generation = results[index].generation
                 lock.unlock()
-                let rerun = decode(segment: index, cursor: &cursor, decoder: decoder, buffers: &buffers, generation: generation)
+                let rerun = decode(segment: index, cursor: cursor, decoder: decoder, buffers: buffers, generation: generation)
                 result.end = rerun.end
                 result.payloadBytes = rerun.payloadBytes
                 result.rows = rerun.rows
@@ -443,9 +425,9 @@ final class EvaluationRun: @unchecked Sendable {
     }
 
     /// The num_rows mismatch at the end marker, when `cursor` read the marker and the shard holds `rows` rows.
-    func rowCountMismatch(_ cursor: SegmentCursor, rows: UInt64) -> ShardError? {
+    func rowCountMismatch(_ cursor: SegmentCursor, rows: UInt64) -> EvaluationError? {
         guard let stated = cursor.parser.header?.statedRows, stated != rows, let marker = cursor.parser.endMarkerOffset else { return nil }
-        return ShardError(.numRowsMismatch, at: marker + cursor.originBytes, "header states num_rows \(stated) but the shard holds \(rows) rows")
+        return EvaluationError(.format(.numRowsMismatch), at: marker + cursor.originBytes, "header states num_rows \(stated) but the shard holds \(rows) rows")
     }
 
     func isSkipped(_ end: SegmentEnd) -> Bool {
@@ -456,7 +438,6 @@ final class EvaluationRun: @unchecked Sendable {
     /// Speculative segments counted from their own start; give their cursors the true origin.
     func rebase(_ end: SegmentEnd, bytes: UInt64, rows: UInt64) -> SegmentEnd {
         func moved(_ c: SegmentCursor) -> SegmentCursor {
-            var c = c
             c.originBytes = bytes
             c.originRows = rows
             return c

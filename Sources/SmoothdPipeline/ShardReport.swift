@@ -60,7 +60,7 @@ public enum ShardReport {
         .object([
             ("shard", .string(failure.shard)), ("ok", .bool(false)),
             ("error", .object([
-                ("kind", .string(failure.kind)),
+                ("kind", .string(failure.kind.name)),
                 ("offset", failure.offset.map { .int(Int64($0)) } ?? .null),
                 ("reason", .string(failure.reason)),
             ])),
