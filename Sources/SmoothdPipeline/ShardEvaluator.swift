@@ -48,9 +48,9 @@ public final class ShardEvaluator: Sendable {
         let result = run.execute()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         switch result {
-        case .success(let (header, accumulator, payloadBytes)):
-            return .success(ShardSummary(shard: displayName, header: header, accumulator: accumulator, compressedBytes: size,
-                                         payloadBytes: payloadBytes, frames: run.frameCount, seconds: seconds))
+        case .success(let output):
+            return .success(ShardSummary(shard: displayName, header: output.header, accumulator: output.accumulator, compressedBytes: size,
+                                         payloadBytes: output.payloadBytes, frames: run.plan.frameCount, seconds: seconds))
         case .failure(let failure):
             return .failure(ShardFailure(shard: displayName, error: failure.error, compressedBytes: size, payloadBytes: failure.payloadBytes))
         }
