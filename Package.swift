@@ -14,7 +14,8 @@ let avx512: [SwiftSetting] = []
 
 let package = Package(
     name: "smoothd",
-    platforms: [.macOS(.v14)],
+    // `Mutex` (Synchronization) needs macOS 15; smoothd is deployed on Linux, where this has no effect.
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "smoothd", targets: ["smoothd"]),
         .executable(name: "smoothd-bench", targets: ["SmoothdBench"]),
@@ -26,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        // Already built for swift-nio; the pipeline uses its Deque.
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // libzstd from the system (Debian: libzstd-dev), found through pkg-config.
@@ -57,9 +60,11 @@ let package = Package(
         // Bounded-memory, multi-threaded shard evaluation and shard reports.
         .target(
             name: "SmoothdPipeline",
-            dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON"],
+            dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs.
+        .target(name: "SmoothdTesting", dependencies: ["Zstd"], swiftSettings: strict),
         // The spool service: detection, claim/commit, totals, metrics, systemd integration.
         .target(
             name: "SmoothdDaemon",
@@ -88,7 +93,7 @@ let package = Package(
         // Benchmarks against `zstd -d` and the kernel alone (release builds only; see Benchmarks/README.md).
         .executableTarget(
             name: "SmoothdBench",
-            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON"],
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"],
             path: "Benchmarks/SmoothdBench",
             swiftSettings: strict
         ),
@@ -96,17 +101,20 @@ let package = Package(
         // -sanitize=fuzzer,address; a plain build makes a runner for saved inputs (see Sources/SmoothdFuzz/main.swift).
         .executableTarget(
             name: "SmoothdFuzz",
-            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON"],
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"],
             swiftSettings: strict
         ),
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
         .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
-        .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat"]),
+        .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat", "SmoothdTesting"]),
         .testTarget(
             name: "SmoothdPipelineTests",
-            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON"]
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"]
         ),
-        .testTarget(name: "SmoothdDaemonTests", dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "LSHDFormat", "Zstd"]),
+        .testTarget(
+            name: "SmoothdDaemonTests",
+            dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdTesting"]
+        ),
         .testTarget(name: "SmoothdCLITests", dependencies: ["SmoothdJSON"]),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import LSHDFormat
 import SmoothdMetrics
+import SmoothdTesting
 
 /// Times the row kernel alone on one thread over rows already in memory (the CPU's kernel variant).
 enum KernelBenchmark {
@@ -9,7 +10,7 @@ enum KernelBenchmark {
         let rows = max(8, (32 << 20) / (k * dtype.byteWidth))  // ~32 MiB of rows: beyond the caches, like real chunks
         var shard = SyntheticShard(numClasses: k, rows: rows, dtype: dtype, rowsPerBlock: rows)
         shard.ignoredFraction = 0
-        var rng = BenchRandom(state: 9)
+        var rng = SplitMix(state: 9)
         var block = shard.makeBlock(rows: rows, rng: &rng)
         block.bytes += [UInt8](repeating: 0, count: RowKernel.readSlack)
         let kernel = KernelVariant.current.function(for: dtype)

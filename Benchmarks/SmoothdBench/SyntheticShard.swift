@@ -1,5 +1,6 @@
 import Foundation
 import LSHDFormat
+import SmoothdTesting
 import Zstd
 
 /// Writes synthetic LSHD shards for benchmarks and the large-shard memory test.
@@ -38,7 +39,7 @@ struct SyntheticShard {
         var writer = try ShardPayloadWriter(header: header, metaText: "{\"generator\":\"smoothd-bench\"}") { bytes in
             try encoder.write(bytes, to: emitCompressed)
         }
-        var rng = BenchRandom(state: seed)
+        var rng = SplitMix(state: seed)
         let blocks = (rows + rowsPerBlock - 1) / rowsPerBlock
         let blocksPerFrame = max(1, (blocks + frames - 1) / frames)
         var cachedBlock: (labels: [Int64], bytes: [UInt8])?
@@ -60,7 +61,7 @@ struct SyntheticShard {
     }
 
     /// Logits ≈ N(0, 2) with the gold class lifted by 4 in about half of the rows.
-    func makeBlock(rows: Int, rng: inout BenchRandom) -> (labels: [Int64], bytes: [UInt8]) {
+    func makeBlock(rows: Int, rng: inout SplitMix) -> (labels: [Int64], bytes: [UInt8]) {
         var labels = [Int64](repeating: 0, count: rows)
         var logits = [Float](repeating: 0, count: rows * numClasses)
         for r in 0..<rows {
@@ -70,26 +71,6 @@ struct SyntheticShard {
             if rng.unit() < 0.5 { logits[r * numClasses + label] += 4 }
         }
         return (labels, LogitEncoding.encode(logits, as: dtype))
-    }
-}
-
-/// SplitMix64 with cheap float helpers.
-struct BenchRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
-    /// Sum of four uniforms, centred and scaled to unit variance: cheap and close enough to normal.
-    mutating func roughNormal() -> Float {
-        let x = next()
-        var s: Float = 0
-        for i in 0..<4 { s += Float((x >> (16 * UInt64(i))) & 0xFFFF) * (1 / 65536) }
-        return (s - 2) * 1.7320508
     }
 }
 

@@ -154,7 +154,7 @@ extension SpoolStore {
         let outcome = evaluator.evaluate(fileDescriptor: fd, displayName: item.source)
         faults?.evaluated(item.instance)
         var after = FileIdentity(fileDescriptor: fd)
-        if case .failure(let failure) = outcome, failure.kind == "truncated", before == after, let after0 = after {
+        if case .failure(let failure) = outcome, failure.kind == .format(.truncated), before == after, let after0 = after {
             // A file written moments ago that ends early may be a producer still writing it in place (a partial
             // write reads as `truncated`): confirm the verdict only once the file has been quiet for settleSeconds.
             let age = WallClock.now() - Double(after0.modificationNanoseconds) / 1e9
@@ -190,7 +190,7 @@ extension SpoolStore {
                     rows: summary.accumulator.rows, countedRows: summary.accumulator.countedRows,
                     compressedBytes: summary.compressedBytes, payloadBytes: summary.payloadBytes,
                     seconds: WallClock.monotonic() - start))
-            case .failure(let failure) where failure.kind == "io_error":
+            case .failure(let failure) where failure.kind == .ioError:
                 // Not the shard's fault (e.g. EIO): keep it claimed and try again later, a bounded number of times.
                 if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
                     return commitRejection(item, kind: RejectionKind.unreadable, reason: "cannot read the shard: \(failure.reason) "
@@ -206,7 +206,7 @@ extension SpoolStore {
                 try finishCommit(item, succeeded: false)
                 totals.commitFinished(item.instance)
                 return .failed(item, FailureFacts(
-                    reason: failure.reason, kind: failure.kind, offset: failure.offset,
+                    reason: failure.reason, kind: failure.kind.name, offset: failure.offset,
                     compressedBytes: failure.compressedBytes, seconds: seconds))
             }
         } catch {

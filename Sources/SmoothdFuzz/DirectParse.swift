@@ -6,8 +6,8 @@ import SmoothdMetrics
 
 /// The oracle for the pipeline: the same payload parsed on one thread with `ShardParser` alone, fed
 /// in pieces of a chosen size, into a sink that runs the row kernel and `MetricAccumulator` on each
-/// batch of rows. It follows the parser's caller contract the way `EvaluationRun` does (label reader,
-/// `firstLabelError(before:)`, `detachFromSpace`), but shares nothing else with the pipeline.
+/// batch of rows. It uses the parser the way `EvaluationRun` does (`fill`, label reader, `detach`,
+/// `finish`), but shares nothing else with the pipeline.
 enum DirectParse {
     /// How a payload ended: valid with its header and exact metric state, or its first error.
     enum Result {
@@ -15,9 +15,9 @@ enum DirectParse {
         case invalid(ShardError, consumed: UInt64)
     }
 
-    /// Parses `payload` with `pieceSize`-byte calls, `rowsPerSpace` rows per sink space, labels kept in
+    /// Parses `payload` with `pieceSize`-byte writes, `rowsPerSpace` rows per sink space, labels kept in
     /// memory up to `labelMemoryLimit` bytes per block (beyond that re-read from the payload), and a
-    /// `detachFromSpace` after every piece when `detach` is set (as at the end of a pipeline segment).
+    /// `detach` after every piece when `detach` is set (as at the end of a pipeline segment).
     static func run(_ payload: [UInt8], metrics: MetricOptions, pieceSize: Int, rowsPerSpace: Int,
                     labelMemoryLimit: Int, detach: Bool) -> Result {
         var parser = ShardParser()
@@ -25,22 +25,35 @@ enum DirectParse {
         parser.labelMemoryLimit = labelMemoryLimit
         var sink = DirectSink(metrics: metrics, rowsPerSpace: rowsPerSpace)
         var failure: ShardError?
+        let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, min(pieceSize, payload.count)), alignment: 16)
+        defer { staging.deallocate() }
         payload.withUnsafeBytes { raw in
             var index = 0
-            do throws(ShardError) {
+            do throws(ShardParseError) {
                 while index < raw.count {
                     let count = min(pieceSize, raw.count - index)
-                    try parser.consume(UnsafeRawBufferPointer(rebasing: raw[index..<(index + count)]), into: &sink)
-                    if detach { parser.detachFromSpace(into: &sink) }
+                    var piece = UnsafeRawBufferPointer(rebasing: raw[index..<(index + count)])
                     index += count
+                    // One piece may take several fills: the parser's space can be smaller than it.
+                    while !piece.isEmpty {
+                        _ = try parser.fill(into: &sink, staging: staging) { space in
+                            let take = min(space.count, piece.count)
+                            space.baseAddress!.copyMemory(from: piece.baseAddress!, byteCount: take)
+                            piece = UnsafeRawBufferPointer(rebasing: piece[take...])
+                            return take
+                        }
+                    }
+                    if detach { parser.detach(from: &sink) }
                 }
-                try parser.finish()
+                do throws(ShardError) { try parser.finish(into: &sink) } catch { throw .invalid(error) }
             } catch {
-                // The caller contract: a bad label skipped over (read later through the reader) comes first.
-                failure = error.kind == .labelOutOfRange ? error : (parser.firstLabelError(before: error.offset ?? .max) ?? error)
+                switch error {
+                case .invalid(let invalid): failure = invalid
+                case .sourceFailed(let other): violated("the memory reader failed: \(other)")
+                }
             }
         }
-        parser.detachFromSpace(into: &sink)
+        parser.detach(from: &sink)
         if let failure { return .invalid(failure, consumed: parser.offset) }
         guard let header = parser.header else { violated("direct parse finished without a header") }
         require(parser.isFinished, "direct parse succeeded without reading the end marker")
@@ -55,7 +68,7 @@ final class MemoryPayloadReader: PayloadRangeReader {
     let payload: [UInt8]
     init(_ payload: [UInt8]) { self.payload = payload }
 
-    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(ShardError) -> Int {
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard offset < UInt64(payload.count), buffer.count > 0 else { return 0 }
         let count = min(buffer.count, payload.count - Int(offset))
         payload.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: count) }

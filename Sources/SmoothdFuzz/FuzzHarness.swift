@@ -5,46 +5,8 @@ import LSHDFormat
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdTesting
 import Zstd
-
-/// One fuzz input: a control byte, then the bytes under test.
-///
-/// Control byte bits 0–1 choose the path:
-/// - 0: the bytes are a raw LSHD payload, wrapped in one zstd frame;
-/// - 1: a raw payload, wrapped in many small frames (some without a content size, a skippable frame
-///   first when bit 2 is set), so the pipeline decodes frame groups in parallel;
-/// - 2, 3: the bytes are the compressed shard file itself.
-///
-/// Raw payloads are also parsed directly (`DirectParse`), and the pipeline must agree with that oracle.
-/// Bits 2–4 pick the direct parser's piece size, bits 5–6 its rows per sink space, bit 7 re-reads every
-/// block's labels through the reader and detaches from the sink after each piece.
-struct FuzzInput {
-    enum Path { case rawSingleFrame, rawManyFrames, compressedFile }
-
-    static let pieceSizes = [1, 2, 3, 7, 16, 255, 4096, Int.max]
-    static let rowsPerSpace = [1, 2, 3, 64]
-
-    let path: Path
-    let pieceSize: Int
-    let rowsPerSpace: Int
-    let labelsThroughReader: Bool
-    let leadingSkippableFrame: Bool
-    let body: [UInt8]
-
-    init?(_ bytes: UnsafeRawBufferPointer) {
-        guard let control = bytes.first else { return nil }
-        switch control & 3 {
-        case 0: path = .rawSingleFrame
-        case 1: path = .rawManyFrames
-        default: path = .compressedFile
-        }
-        pieceSize = Self.pieceSizes[Int(control >> 2) & 7]
-        rowsPerSpace = Self.rowsPerSpace[Int(control >> 5) & 3]
-        labelsThroughReader = control & 0x80 != 0
-        leadingSkippableFrame = control & 4 != 0
-        body = Array(bytes.dropFirst())
-    }
-}
 
 /// Runs one input through every path and checks the invariants; returns -1 for inputs not worth keeping.
 enum FuzzHarness {
@@ -91,33 +53,13 @@ enum FuzzHarness {
         let direct = parseDirectly(payload, input)
         let compressed: [UInt8]
         do {
-            compressed = input.path == .rawSingleFrame ? try ZstdCompressor.compressFrame(payload, level: 1)
-                : try manyFrames(payload, frameBytes: max(input.pieceSize == .max ? 4096 : input.pieceSize, payload.count / 48 + 1),
-                                 skippableFirst: input.leadingSkippableFrame)
+            compressed = try input.shardFile()
         } catch {
             violated("compressing \(payload.count) bytes failed: \(error)")
         }
         let outcome = evaluateEverywhere(compressed, payloadLength: UInt64(payload.count))
         compare(outcome, with: direct, payloadLength: UInt64(payload.count), context: "raw payload")
         return 0
-    }
-
-    /// `payload` in frames of `frameBytes` bytes; every second frame states no content size.
-    static func manyFrames(_ payload: [UInt8], frameBytes: Int, skippableFirst: Bool) throws -> [UInt8] {
-        var out: [UInt8] = []
-        if skippableFirst { out += [0x5E, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3] }
-        let encoder = ZstdCompressor(level: 1)
-        var start = 0
-        var frame = 0
-        repeat {
-            let end = min(payload.count, start + frameBytes)
-            if frame % 2 == 0 { try encoder.pledgeFrameSize(UInt64(end - start)) }
-            try payload[start..<end].withUnsafeBytes { piece in try encoder.write(piece) { out.append(contentsOf: $0) } }
-            try encoder.endFrame { out.append(contentsOf: $0) }
-            start = end
-            frame += 1
-        } while start < payload.count
-        return out
     }
 
     // MARK: - Compressed files
@@ -134,18 +76,18 @@ enum FuzzHarness {
             compare(outcome, with: parseDirectly(sequential.payload, input), payloadLength: decoded, context: "compressed file")
         case .failure(let failure):
             Invariants.check(failure.error, limit: decoded, "compressed file")
-            require(failure.error.kind != .ioError, "I/O error on a memory file: \(failure)")
+            require(failure.kind != .ioError, "I/O error on a memory file: \(failure)")
             if sequential.isComplete {
                 compare(outcome, with: parseDirectly(sequential.payload, input), payloadLength: decoded, context: "compressed file")
                 return 0
             }
-            if failure.error.kind == .zstdError {
+            if failure.kind == .zstdError {
                 require(sequential.zstdFailed, "pipeline reports a zstd error that sequential decoding does not see: \(failure)")
             }
             // Whatever the pipeline reports, no content error may come before it in payload order.
             let prefix = parseDirectly(sequential.payload, input)
-            switch failure.error.kind {
-            case .zstdError, .truncated:
+            switch failure.kind {
+            case .zstdError, .format(.truncated):
                 if case .invalid(let first, _) = prefix, first.kind != .truncated {
                     require(first.offset! >= failure.error.offset!,
                             "pipeline reports \(failure.error) but the decoded bytes hold an earlier \(first)")
@@ -154,7 +96,7 @@ enum FuzzHarness {
                 guard case .invalid(let first, _) = prefix else {
                     violated("pipeline reports \(failure.error) but the decoded bytes parse as a valid shard")
                 }
-                require(sameError(first, failure.error), "pipeline reports \(failure.error), direct parse of the decoded bytes \(first)")
+                require(sameError(failure.error, first), "pipeline reports \(failure.error), direct parse of the decoded bytes \(first)")
             }
         }
         return 0
@@ -176,8 +118,8 @@ enum FuzzHarness {
     }
 
     /// The same rule broken at the same place (the wording may name how many bytes one read held).
-    static func sameError(_ a: ShardError, _ b: ShardError) -> Bool {
-        a.kind == b.kind && a.offset == b.offset && a.row == b.row
+    static func sameError(_ a: EvaluationError, _ b: ShardError) -> Bool {
+        a.kind == .format(b.kind) && a.offset == b.offset && a.row == b.row
     }
 
     /// Evaluates `compressed` under every configuration; they must agree exactly (timing aside).

@@ -34,11 +34,16 @@ func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () ->
 enum Invariants {
     /// Checks an error the way every report shows it: a kind, a payload offset (except for I/O
     /// errors, which have none) no larger than `limit`, and a non-empty reason.
-    static func check(_ error: ShardError, limit: UInt64, _ context: String) {
-        require(!error.reason.isEmpty, "\(context): empty reason for \(error.kind.rawValue)")
+    static func check(_ error: EvaluationError, limit: UInt64, _ context: String) {
+        require(!error.reason.isEmpty, "\(context): empty reason for \(error.kind)")
         guard error.kind != .ioError else { return }
-        guard let offset = error.offset else { violated("\(context): \(error.kind.rawValue) without an offset: \(error)") }
+        guard let offset = error.offset else { violated("\(context): \(error.kind) without an offset: \(error)") }
         require(offset <= limit, "\(context): error offset \(offset) beyond \(limit) bytes decoded: \(error)")
+    }
+
+    /// The same for a format error of the direct parse.
+    static func check(_ error: ShardError, limit: UInt64, _ context: String) {
+        check(EvaluationError(error, kind: { .format($0) }), limit: limit, context)
     }
 
     /// Checks a valid shard's counts and metric values.

@@ -46,6 +46,9 @@ extension JSONValue {
         return v.description  // Swift prints the shortest round-tripping form, e.g. 0.1, 1e-07, 2.0
     }
 
+    /// Writes `s` as a JSON string. Escaped: the quote, the backslash, U+0000–U+001F (what JSON requires),
+    /// U+007F, and U+2028/U+2029 (line breaks to JavaScript). C1 controls (U+0080–U+009F) are valid JSON
+    /// and written as they are.
     static func writeEscaped(_ s: String, to out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {

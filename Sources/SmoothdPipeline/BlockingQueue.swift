@@ -1,49 +1,30 @@
+import DequeModule
 import Foundation
 
 /// A FIFO that blocks takers while it is empty; closing it wakes them with nil.
 /// Used for the free-chunk pool (backpressure) and the work queue.
 final class BlockingQueue<Element: Sendable>: Sendable {
-    private struct State {
-        var items: [Element] = []
-        var head = 0
+    private struct State: Sendable {
+        var items: Deque<Element>
         var closed = false
     }
-    // `NSCondition` is thread-safe; `state` is only touched while holding it.
-    private let condition = NSCondition()
-    nonisolated(unsafe) private var state = State()
 
-    init(_ items: [Element] = []) { state.items = items }
+    private let shared: ConditionLock<State>
+
+    init(_ items: [Element] = []) { shared = ConditionLock(State(items: Deque(items))) }
 
     func put(_ item: Element) {
-        condition.lock()
-        state.items.append(item)
-        condition.signal()
-        condition.unlock()
+        shared.withLock(wake: .one) { $0.items.append(item) }
     }
 
     /// The next item, or nil once the queue is closed and empty.
     func take() -> Element? {
-        condition.lock()
-        defer { condition.unlock() }
-        while state.head == state.items.count {
-            if state.closed { return nil }
-            condition.wait()
-        }
-        let item = state.items[state.head]
-        state.head += 1
-        if state.head > 64, state.head * 2 > state.items.count {
-            state.items.removeFirst(state.head)
-            state.head = 0
-        }
-        return item
+        shared.wait(until: { !$0.items.isEmpty || $0.closed }) { $0.items.popFirst() }
     }
 
     /// Wakes every taker; takers get nil once the queue drains.
     func close() {
-        condition.lock()
-        state.closed = true
-        condition.broadcast()
-        condition.unlock()
+        shared.withLock(wake: .all) { $0.closed = true }
     }
 }
 

@@ -1,511 +1,137 @@
-import Foundation
 import LSHDFormat
 import SmoothdMetrics
-import Synchronization
 import Zstd
 
-/// A byte range of the compressed file made of whole zstd frames, decoded by one thread.
-struct Segment {
-    var start: UInt64
-    var end: UInt64
-}
-
-/// The parser state carried from one segment into the next.
-struct SegmentCursor {
-    var parser: ShardParser
-    /// Payload offset and row index where this parser started; its errors are relative to them.
-    var originBytes: UInt64
-    var originRows: UInt64
-}
-
-/// How a segment's decoding ended.
-enum SegmentEnd {
-    /// Between blocks: the next segment's guess (it starts at a block header) holds.
-    case atBoundary
-    /// Inside a block; the cursor continues into the next segment.
-    case midBlock(SegmentCursor)
-    /// After the end marker; the cursor rejects any byte that follows.
-    case finished(SegmentCursor)
-    /// Invalid, with the error relative to the cursor's origin.
-    case failed(ShardError, SegmentCursor)
-    /// Not decoded (a speculation was abandoned).
-    case skipped
-}
-
-/// What one segment produced.
-struct SegmentResult {
-    var end: SegmentEnd = .skipped
-    var payloadBytes: UInt64 = 0
-    var rows: UInt64 = 0
-    /// Rows are merged by workers under `generation`; a re-run bumps it and drops stale merges.
-    var generation = 0
-    var accumulator: MetricAccumulator
-}
-
-struct RunFailure: Error {
-    var error: ShardError
-    var payloadBytes: UInt64
-}
-
-/// One evaluation of one file, shared by its decoder and worker threads.
+/// One evaluation of one file, shared by its decoder and worker threads. Planning is `SegmentPlan`,
+/// decoding one frame group `EvaluationRun+Decode.swift`, joining the groups and assembling the
+/// result `EvaluationRun+Join.swift`.
 ///
-/// `@unchecked Sendable`: `segments` and `frameCount` are written by `planSegments` before any thread
-/// starts and only read afterwards (thread start orders them); `header`, `kernel`, `pool`, `results`,
-/// `nextSegment`, `headerFailed` and `stopSpeculating` are read and written only while holding `lock`;
-/// `work` and the pool are `BlockingQueue`s, which synchronise themselves.
-final class EvaluationRun: @unchecked Sendable {
+/// Sendable without exceptions: everything that changes lives in `shared`, behind one lock; the rest is
+/// immutable; `work` and the chunk pool are `BlockingQueue`s, which synchronise themselves.
+final class EvaluationRun: Sendable {
     let fd: Int32
     let fileSize: UInt64
     let options: EvaluationOptions
     let progress: ProgressCounter?
-    private(set) var frameCount = 0
+    let plan: SegmentPlan
+    let shared: ConditionLock<State>
+    let work = BlockingQueue<RowChunk>()
 
-    private let lock = NSCondition()
-    private var header: ShardHeader?
-    private var headerFailed = false
-    private var results: [SegmentResult] = []
-    private var segments: [Segment] = []
-    private var nextSegment = 0
-    /// Set when speculation stops paying off (a segment ended mid-block) or a segment failed.
-    private var stopSpeculating = false
+    /// What the threads share.
+    struct State: Sendable {
+        /// Known once segment 0 has read the header and metadata.
+        var rows: RowSetup?
+        /// Segment 0 ended without a header: speculative decoders stop waiting for one.
+        var headerFailed = false
+        /// One per segment, in file order.
+        var results: [SegmentResult]
+        /// The next segment a decoder thread takes.
+        var nextSegment = 0
+        /// Set when speculation stops paying off (a segment ended mid-block) or a segment failed.
+        var stopSpeculating = false
+    }
 
-    private var pool: BlockingQueue<RowChunk>!
-    private let work = BlockingQueue<RowChunk>()
-    private var kernel: RowKernel.BatchFunction?
+    /// What rows need once the header is known: the header, the kernel for its dtype, and the chunk pool.
+    struct RowSetup: Sendable {
+        let header: ShardHeader
+        let kernel: RowKernel.BatchFunction
+        let pool: BlockingQueue<RowChunk>
+    }
+
+    /// A valid shard's header, metrics and payload size.
+    struct Output {
+        var header: ShardHeader
+        var accumulator: MetricAccumulator
+        var payloadBytes: UInt64
+    }
 
     init(fd: Int32, fileSize: UInt64, options: EvaluationOptions, progress: ProgressCounter?) {
         self.fd = fd
         self.fileSize = fileSize
         self.options = options
         self.progress = progress
+        plan = SegmentPlan(fd: fd, fileSize: fileSize, options: options)
+        let empty = SegmentResult(accumulator: MetricAccumulator(options: options.metrics))
+        shared = ConditionLock(State(results: Array(repeating: empty, count: plan.segments.count)))
     }
 
-    // MARK: - Plan
-
-    /// Splits the file into frame groups: about four per thread, each at least 1 MiB compressed.
-    func planSegments() {
-        guard let frames = ZstdFrameIndex.scan(fileDescriptor: fd, size: fileSize), !frames.isEmpty else {
-            frameCount = 1
-            segments = [Segment(start: 0, end: fileSize)]
-            return
-        }
-        frameCount = frames.count
-        let threads = options.threads
-        guard threads > 1 else {
-            segments = [Segment(start: 0, end: fileSize)]
-            return
-        }
-        let target = options.segmentTargetBytes.map { UInt64(max(1, $0)) } ?? max(UInt64(1 << 20), fileSize / UInt64(4 * threads))
-        var current = Segment(start: 0, end: 0)
-        for frame in frames {
-            current.end = frame.offset + frame.compressedSize
-            if current.end - current.start >= target {
-                segments.append(current)
-                current = Segment(start: current.end, end: current.end)
-            }
-        }
-        if current.end > current.start || segments.isEmpty { segments.append(current) }
-        segments[segments.count - 1].end = fileSize
-    }
-
-    var decoderCount: Int { min(options.threads, segments.count) }
-
-    /// Labels of a block beyond this many bytes are re-read in windows instead of kept:
-    /// a sixteenth of the budget, at most 4 MiB.
-    var labelMemoryLimit: Int { min(4 << 20, options.memoryBudget / 16) }
-
-    /// A cursor whose parser re-reads oversized label sections from the start of `segment`.
-    func makeCursor(segment: Int, parser: ShardParser, originBytes: UInt64, originRows: UInt64) -> SegmentCursor {
-        var parser = parser
-        parser.labelMemoryLimit = labelMemoryLimit
-        parser.labelReader = ForwardPayloadReader(fd: fd, compressedStart: segments[segment].start, compressedEnd: fileSize,
-                                                  windowLogMax: windowLogMax)
-        return SegmentCursor(parser: parser, originBytes: originBytes, originRows: originRows)
-    }
-
-    /// zstd window limit: 8 MiB (levels 1–19 need no more; the zstd format asks decoders for at least
-    /// that). Fixed, not scaled with the budget or the thread count: a frame with a larger window (zstd
-    /// --long, --ultra on big inputs) is rejected under every setting, so results never depend on them.
-    var windowLogMax: Int { 23 }
-
-    /// Creates the chunk pool once the row size is known: 2 chunks per worker and per decoder, each at
-    /// most 2 MiB (larger chunks only cost memory) and together within what the budget leaves after zstd's buffers; never less than one row each.
-    func makePool(rowBytes: Int) -> BlockingQueue<RowChunk> {
-        let chunkCount = 2 * options.threads + 2 * decoderCount
-        let zstdReserve = decoderCount * (2 * ZstdDecompressor.recommendedOutputSize + (1 << min(windowLogMax, 23)))
-        let forChunks = max(0, options.memoryBudget - zstdReserve)
-        let perChunk = min(2 << 20, forChunks / chunkCount)
-        let rowsPerChunk = max(1, perChunk / rowBytes)
-        let count = rowsPerChunk == 1 ? max(2, min(chunkCount, forChunks / rowBytes)) : chunkCount
-        return BlockingQueue((0..<count).map { _ in RowChunk(rowBytes: rowBytes, capacityRows: rowsPerChunk) })
-    }
-
-    // MARK: - Run
-
-    func execute() -> Result<(ShardHeader, MetricAccumulator, UInt64), RunFailure> {
-        planSegments()
-        results = segments.map { _ in SegmentResult(accumulator: MetricAccumulator(options: options.metrics)) }
+    /// Decodes, evaluates and joins every segment. Blocking.
+    func execute() -> Result<Output, RunFailure> {
         let workers = (0..<options.threads).map { i in JoinableThread(name: "smoothd-worker-\(i)") { self.workerLoop() } }
-        let decoders = (0..<decoderCount).map { i in JoinableThread(name: "smoothd-decoder-\(i)") { self.decoderLoop() } }
+        let decoders = (0..<plan.decoderCount).map { i in JoinableThread(name: "smoothd-decoder-\(i)") { self.decoderLoop() } }
         decoders.forEach { $0.join() }
         let outcome = joinSegments()
         work.close()
         workers.forEach { $0.join() }
-        switch outcome {
-        case .failure(let failure): return .failure(failure)
-        case .success(let payloadBytes):
-            var total = MetricAccumulator(options: options.metrics)
-            lock.lock()
-            for result in results { total.merge(result.accumulator) }
-            let header = self.header!
-            lock.unlock()
-            return .success((header, total, payloadBytes))
-        }
+        return outcome.map(assemble)
     }
 
     /// Decoder threads take segments in order; segment 0 is exact, later ones guess a block boundary.
     func decoderLoop() {
-        let decoder = ZstdDecompressor(windowLogMax: windowLogMax)
-        var buffers = DecodeBuffers()
+        let decoder = ZstdDecompressor(windowLogMax: SegmentPlan.windowLogMax)
+        let buffers = DecodeBuffers()
         while true {
-            lock.lock()
-            let index = nextSegment
-            let proceed = index < segments.count && (index == 0 || !stopSpeculating)
-            if proceed { nextSegment += 1 }
-            lock.unlock()
-            guard proceed else { return }
-            var cursor: SegmentCursor
+            let index: Int? = shared.withLock { state in
+                let index = state.nextSegment
+                guard index < plan.segments.count && (index == 0 || !state.stopSpeculating) else { return nil }
+                state.nextSegment += 1
+                return index
+            }
+            guard let index else { return }
+            let cursor: SegmentCursor
             if index == 0 {
                 cursor = makeCursor(segment: 0, parser: ShardParser(), originBytes: 0, originRows: 0)
             } else {
                 guard let header = waitForHeader() else { return }
                 cursor = makeCursor(segment: index, parser: ShardParser(resumingAtBlockBoundaryWith: header), originBytes: 0, originRows: 0)
             }
-            let result = decode(segment: index, cursor: &cursor, decoder: decoder, buffers: &buffers, generation: 0)
-            lock.lock()
-            results[index].end = result.end
-            results[index].payloadBytes = result.payloadBytes
-            results[index].rows = result.rows
-            switch result.end {
-            case .atBoundary, .finished: break
-            case .midBlock, .failed, .skipped: stopSpeculating = true
+            let decoded = decode(segment: index, cursor: cursor, decoder: decoder, buffers: buffers, generation: 0)
+            shared.withLock(wake: .all) { state in
+                state.results[index].decoded = decoded
+                switch decoded.end {
+                case .atBoundary, .finished: break
+                case .midBlock, .failed, .skipped: state.stopSpeculating = true
+                }
+                if index == 0, state.rows == nil { state.headerFailed = true }
             }
-            if index == 0, header == nil { headerFailed = true }
-            lock.broadcast()
-            lock.unlock()
         }
     }
 
+    /// The header once segment 0 has read it, or nil when segment 0 ended without one.
     func waitForHeader() -> ShardHeader? {
-        lock.lock()
-        defer { lock.unlock() }
-        while header == nil && !headerFailed { lock.wait() }
-        return header
+        shared.wait(until: { $0.rows != nil || $0.headerFailed }) { $0.rows?.header }
     }
 
+    /// Sets up row evaluation for `parsed` (the first call wins; later calls find it done).
     func publishHeader(_ parsed: ShardHeader) {
-        lock.lock()
-        if header == nil {
-            header = parsed
-            kernel = KernelVariant.current.batchFunction(for: parsed.logitDType)
-            pool = makePool(rowBytes: parsed.rowLogitBytes)
-            lock.broadcast()
+        shared.withLock(wake: .all) { state in
+            guard state.rows == nil else { return }
+            state.rows = RowSetup(header: parsed, kernel: KernelVariant.current.batchFunction(for: parsed.logitDType),
+                                  pool: plan.makePool(rowBytes: parsed.rowLogitBytes))
         }
-        lock.unlock()
     }
 
+    /// The row setup; only called once rows exist, which needs the header.
+    var rowSetup: RowSetup {
+        guard let rows = shared.withLock({ $0.rows }) else { preconditionFailure("rows before the header") }
+        return rows
+    }
+
+    /// Worker threads evaluate chunks and merge their metrics into their segment's result.
     func workerLoop() {
         while let chunk = work.take() {
-            lock.lock()
-            let header = self.header!, kernel = self.kernel!
-            lock.unlock()
-            let partial = chunk.evaluate(header: header, options: options.metrics, kernel: kernel)
-            lock.lock()
-            if results[chunk.segment].generation == chunk.generation {
-                results[chunk.segment].accumulator.merge(partial)
+            let rows = rowSetup
+            let partial = chunk.evaluate(header: rows.header, options: options.metrics, kernel: rows.kernel)
+            shared.withLock { state in
+                // A re-run of the segment bumped its generation: this chunk's rows no longer count.
+                if state.results[chunk.segment].generation == chunk.generation {
+                    state.results[chunk.segment].accumulator.merge(partial)
+                }
             }
-            lock.unlock()
             chunk.reset()
-            pool.put(chunk)
-        }
-    }
-
-    func chunkPool() -> BlockingQueue<RowChunk> {
-        lock.lock()
-        defer { lock.unlock() }
-        return pool
-    }
-
-    // MARK: - Decoding one segment
-
-    struct DecodeBuffers {
-        var input = [UInt8](repeating: 0, count: 1 << 20)  // fewer reads than the recommended 128 KiB
-        var output = [UInt8](repeating: 0, count: ZstdDecompressor.recommendedOutputSize)
-    }
-
-    /// Decodes segment `index` into `cursor`'s parser, handing rows to the workers.
-    func decode(segment index: Int, cursor: inout SegmentCursor, decoder: ZstdDecompressor, buffers: inout DecodeBuffers, generation: Int) -> SegmentResult {
-        decoder.reset()
-        let segment = segments[index]
-        let isLast = index == segments.count - 1
-        let bytesBefore = cursor.parser.offset
-        let rowsBefore = cursor.parser.rows
-        var sink = ChunkSink(run: self, segment: index, generation: generation)
-        var result = SegmentResult(accumulator: MetricAccumulator(options: options.metrics))
-        func finish(_ end: SegmentEnd) -> SegmentResult {
-            result.end = end
-            result.payloadBytes = cursor.parser.offset - bytesBefore
-            result.rows = cursor.parser.rows - rowsBefore
-            return result
-        }
-        do {
-            var position = segment.start
-            while position < segment.end {
-                let want = Int(min(UInt64(buffers.input.count), segment.end - position))
-                let got = buffers.input.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(position)) }
-                if got < 0 {
-                    if errno == EINTR { continue }
-                    throw ShardError(.ioError, at: cursor.parser.offset, "read failed: \(errnoText())")
-                }
-                if got == 0 { throw ShardError(.ioError, at: cursor.parser.offset, "file shrank while being read") }
-                position += UInt64(got)
-                progress?.add(got)
-                try feed(count: got, cursor: &cursor, sink: &sink, decoder: decoder, buffers: &buffers)
-                if index > 0 && generation == 0 {
-                    lock.lock()
-                    let abandon = stopSpeculating && index > 0
-                    lock.unlock()
-                    if abandon, cursorAbandonable(index) {
-                        cursor.parser.detachFromSpace(into: &sink)
-                        sink.submitCurrent()
-                        return finish(.skipped)
-                    }
-                }
-            }
-            if isLast {
-                if !decoder.isAtFrameBoundary {
-                    throw ShardError(.truncated, at: cursor.parser.offset, "compressed stream ends inside a zstd frame (payload ends before the end marker)")
-                }
-                try cursor.parser.finish()
-            }
-            cursor.parser.detachFromSpace(into: &sink)
-            sink.submitCurrent()
-            if cursor.parser.isFinished { return finish(.finished(cursor)) }
-            if cursor.parser.isAtBlockBoundary { return finish(.atBoundary) }
-            return finish(.midBlock(cursor))
-        } catch let error as ShardError {
-            // A bad label that was skipped over (read later through the label reader) comes first.
-            let first = error.kind == .labelOutOfRange ? error : (cursor.parser.firstLabelError(before: error.offset ?? .max) ?? error)
-            cursor.parser.detachFromSpace(into: &sink)
-            sink.submitCurrent()
-            return finish(.failed(first, cursor))
-        } catch {
-            preconditionFailure("unexpected error \(error)")
-        }
-    }
-
-    /// A speculative segment is dropped only when an earlier segment already stopped speculation.
-    func cursorAbandonable(_ index: Int) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        for earlier in 0..<index {
-            switch results[earlier].end {
-            case .midBlock, .failed: return true
-            default: continue
-            }
-        }
-        return false
-    }
-
-    /// Runs the decoder over `count` input bytes and feeds its output to the parser. Inside a block's
-    /// logits the decoder writes straight into the chunk (no staging copy); elsewhere it goes through
-    /// the staging buffer and the parser copies.
-    func feed(count: Int, cursor: inout SegmentCursor, sink: inout ChunkSink, decoder: ZstdDecompressor, buffers: inout DecodeBuffers) throws(ShardError) {
-        var inputPosition = 0
-        while true {
-            // Read means through the metadata, which may end in a later call than the fixed header.
-            let hadHeader = cursor.parser.header.map { cursor.parser.offset >= $0.firstBlockOffset } ?? false
-            var outputPosition = 0
-            var outputCount = 0
-            let zstdFailure: ZstdError?
-            if let direct = cursor.parser.directLogitSpace(into: &sink), direct.count >= 4096 {
-                zstdFailure = decompress(decoder, buffers.input, count: count, inputPosition: &inputPosition, into: direct, &outputPosition)
-                outputCount = direct.count
-                if zstdFailure == nil, outputPosition > 0 { try cursor.parser.advanceLogits(by: outputPosition, into: &sink) }
-            } else {
-                outputCount = buffers.output.count
-                zstdFailure = buffers.output.withUnsafeMutableBytes { output in
-                    decompress(decoder, buffers.input, count: count, inputPosition: &inputPosition, into: output, &outputPosition)
-                }
-                if zstdFailure == nil, outputPosition > 0 {
-                    let parseFailure = buffers.output.withUnsafeBytes { output -> ShardError? in
-                        do throws(ShardError) {
-                            try cursor.parser.consume(UnsafeRawBufferPointer(rebasing: output[0..<outputPosition]), into: &sink)
-                            return nil
-                        } catch {
-                            return error
-                        }
-                    }
-                    if let parseFailure { throw parseFailure }
-                }
-            }
-            if let zstdFailure {
-                throw ShardError(.zstdError, at: cursor.parser.offset, "zstd: \(zstdFailure.name)")
-            }
-            if !hadHeader, let parsed = cursor.parser.header, cursor.parser.offset >= parsed.firstBlockOffset {
-                publishHeader(parsed)
-            }
-            if inputPosition == count && outputPosition < outputCount { return }
-        }
-    }
-
-    /// One `ZSTD_decompressStream` call from the input buffer into `output`; the zstd error, if any.
-    func decompress(_ decoder: ZstdDecompressor, _ inputBuffer: [UInt8], count: Int, inputPosition: inout Int,
-                    into output: UnsafeMutableRawBufferPointer, _ outputPosition: inout Int) -> ZstdError? {
-        inputBuffer.withUnsafeBytes { input -> ZstdError? in
-            do throws(ZstdError) {
-                try decoder.decompress(input: UnsafeRawBufferPointer(rebasing: input[0..<count]), inputPosition: &inputPosition,
-                                       output: output, outputPosition: &outputPosition)
-                return nil
-            } catch {
-                return error
-            }
+            rows.pool.put(chunk)
         }
     }
 
     func submit(_ chunk: RowChunk) { work.put(chunk) }
-
-    // MARK: - Joining segments in payload order
-
-    /// Walks segments in order, checks each guess, re-decodes where a guess was wrong or skipped, and
-    /// returns the payload size or the first error in payload order.
-    func joinSegments() -> Result<UInt64, RunFailure> {
-        var bytesBase: UInt64 = 0
-        var rowsBase: UInt64 = 0
-        var carried: SegmentCursor?  // the cursor to continue when the previous segment did not end between blocks
-        let decoder = ZstdDecompressor(windowLogMax: windowLogMax)
-        var buffers = DecodeBuffers()
-        for index in segments.indices {
-            lock.lock()
-            var result = results[index]
-            lock.unlock()
-            let guessHolds = index == 0 || carried == nil
-            if !guessHolds || isSkipped(result.end) {
-                var cursor: SegmentCursor
-                if let previous = carried {
-                    cursor = previous
-                } else if index == 0 {
-                    cursor = makeCursor(segment: 0, parser: ShardParser(), originBytes: 0, originRows: 0)
-                } else {
-                    guard let header = waitForHeader() else { break }
-                    cursor = makeCursor(segment: index, parser: ShardParser(resumingAtBlockBoundaryWith: header),
-                                        originBytes: bytesBase, originRows: rowsBase)
-                }
-                lock.lock()
-                results[index].generation += 1
-                results[index].accumulator = MetricAccumulator(options: options.metrics)
-                let generation = results[index].generation
-                lock.unlock()
-                let rerun = decode(segment: index, cursor: &cursor, decoder: decoder, buffers: &buffers, generation: generation)
-                result.end = rerun.end
-                result.payloadBytes = rerun.payloadBytes
-                result.rows = rerun.rows
-            } else if index > 0 {
-                result.end = rebase(result.end, bytes: bytesBase, rows: rowsBase)
-            }
-            switch result.end {
-            case .failed(let error, let cursor):
-                // A parser resumed at a block boundary cannot check num_rows at the end marker: a mismatch
-                // there comes before an error found after the marker (trailing bytes, zstd).
-                let first = rowCountMismatch(cursor, rows: rowsBase + result.rows)
-                    ?? error.shifted(bytes: cursor.originBytes, rows: cursor.originRows)
-                return .failure(RunFailure(error: first, payloadBytes: bytesBase + result.payloadBytes))
-            case .skipped:
-                preconditionFailure("segment left undecoded")
-            case .atBoundary:
-                carried = nil
-            case .midBlock(let cursor):
-                carried = cursor
-            case .finished(let cursor):
-                carried = cursor
-                if let error = rowCountMismatch(cursor, rows: rowsBase + result.rows) {
-                    return .failure(RunFailure(error: error, payloadBytes: bytesBase + result.payloadBytes))
-                }
-            }
-            bytesBase += result.payloadBytes
-            rowsBase += result.rows
-        }
-        lock.lock()
-        let haveHeader = header != nil
-        lock.unlock()
-        precondition(haveHeader, "header missing after a successful join")
-        return .success(bytesBase)
-    }
-
-    /// The num_rows mismatch at the end marker, when `cursor` read the marker and the shard holds `rows` rows.
-    func rowCountMismatch(_ cursor: SegmentCursor, rows: UInt64) -> ShardError? {
-        guard let stated = cursor.parser.header?.statedRows, stated != rows, let marker = cursor.parser.endMarkerOffset else { return nil }
-        return ShardError(.numRowsMismatch, at: marker + cursor.originBytes, "header states num_rows \(stated) but the shard holds \(rows) rows")
-    }
-
-    func isSkipped(_ end: SegmentEnd) -> Bool {
-        if case .skipped = end { return true }
-        return false
-    }
-
-    /// Speculative segments counted from their own start; give their cursors the true origin.
-    func rebase(_ end: SegmentEnd, bytes: UInt64, rows: UInt64) -> SegmentEnd {
-        func moved(_ c: SegmentCursor) -> SegmentCursor {
-            var c = c
-            c.originBytes = bytes
-            c.originRows = rows
-            return c
-        }
-        switch end {
-        case .atBoundary, .skipped: return end
-        case .midBlock(let c): return .midBlock(moved(c))
-        case .finished(let c): return .finished(moved(c))
-        case .failed(let e, let c): return .failed(e, moved(c))
-        }
-    }
-}
-
-/// The parser's sink: fills pool chunks with rows and queues them for the workers.
-struct ChunkSink: ShardRowSink {
-    let run: EvaluationRun
-    let segment: Int
-    let generation: Int
-    var current: RowChunk?
-
-    init(run: EvaluationRun, segment: Int, generation: Int) {
-        self.run = run
-        self.segment = segment
-        self.generation = generation
-    }
-
-    mutating func rowSpace(for header: ShardHeader) -> UnsafeMutableRawBufferPointer {
-        if current == nil {
-            run.publishHeader(header)
-            let chunk = run.chunkPool().take()!  // blocks while every chunk is in use: the backpressure
-            chunk.segment = segment
-            chunk.generation = generation
-            current = chunk
-        }
-        let chunk = current!
-        return UnsafeMutableRawBufferPointer(rebasing: chunk.storage[(chunk.rowCount * chunk.rowBytes)..<chunk.rowCapacityBytes])
-    }
-
-    mutating func rowsFilled(labels: UnsafeBufferPointer<Int64>) {
-        let chunk = current!
-        chunk.labels.append(contentsOf: labels)
-        chunk.rowCount += labels.count
-        if chunk.rowCount == chunk.capacityRows { submitCurrent() }
-    }
-
-    /// Queues the current chunk if it holds rows, or returns it to the pool.
-    mutating func submitCurrent() {
-        guard let chunk = current else { return }
-        current = nil
-        if chunk.rowCount > 0 { run.submit(chunk) } else { run.chunkPool().put(chunk) }
-    }
 }

@@ -32,7 +32,7 @@ final class ForwardPayloadReader: PayloadRangeReader {
         compressedPosition = compressedStart
     }
 
-    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(ShardError) -> Int {
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(EvaluationError) -> Int {
         if offset < payloadPosition { restart() }
         var filled = 0
         while filled < buffer.count {
@@ -67,14 +67,14 @@ final class ForwardPayloadReader: PayloadRangeReader {
     }
 
     /// Decodes more output; false at the end of the file.
-    private func refill() throws(ShardError) -> Bool {
+    private func refill() throws(EvaluationError) -> Bool {
         while true {
             if inputPosition == inputCount {
                 guard compressedPosition < compressedEnd else { return false }
                 let want = Int(min(UInt64(input.count), compressedEnd - compressedPosition))
                 let got = input.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(compressedPosition)) }
                 if got < 0, errno == EINTR { continue }
-                guard got > 0 else { throw ShardError(.ioError, at: payloadPosition, "read failed while re-reading labels: \(errnoText())") }
+                guard got > 0 else { throw EvaluationError(.ioError, at: payloadPosition, "read failed while re-reading labels: \(errnoText())") }
                 compressedPosition += UInt64(got)
                 inputCount = got
                 inputPosition = 0
@@ -91,7 +91,7 @@ final class ForwardPayloadReader: PayloadRangeReader {
                     }
                 }
             }
-            if let failure { throw ShardError(.zstdError, at: payloadPosition, "zstd: \(failure.name)") }
+            if let failure { throw EvaluationError(.zstdError, at: payloadPosition, "zstd: \(failure.name)") }
             if produced > 0 {
                 outputStart = 0
                 outputEnd = produced

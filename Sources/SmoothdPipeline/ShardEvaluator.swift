@@ -26,7 +26,7 @@ public final class ShardEvaluator: Sendable {
     public func evaluate(path: String, progress: ProgressCounter? = nil) -> ShardOutcome {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            return .failure(ShardFailure(shard: path, error: ShardError(.ioError, at: nil, "cannot open: \(errnoText())"), compressedBytes: 0, payloadBytes: 0))
+            return .failure(ShardFailure(shard: path, error: EvaluationError(.ioError, at: nil, "cannot open: \(errnoText())"), compressedBytes: 0, payloadBytes: 0))
         }
         defer { close(fd) }
         return evaluate(fileDescriptor: fd, displayName: path, progress: progress)
@@ -37,10 +37,10 @@ public final class ShardEvaluator: Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         var info = stat()
         guard fstat(fd, &info) == 0 else {
-            return .failure(ShardFailure(shard: displayName, error: ShardError(.ioError, at: nil, "cannot stat: \(errnoText())"), compressedBytes: 0, payloadBytes: 0))
+            return .failure(ShardFailure(shard: displayName, error: EvaluationError(.ioError, at: nil, "cannot stat: \(errnoText())"), compressedBytes: 0, payloadBytes: 0))
         }
         guard info.st_mode & S_IFMT == S_IFREG else {
-            return .failure(ShardFailure(shard: displayName, error: ShardError(.ioError, at: nil, "not a regular file"), compressedBytes: 0, payloadBytes: 0))
+            return .failure(ShardFailure(shard: displayName, error: EvaluationError(.ioError, at: nil, "not a regular file"), compressedBytes: 0, payloadBytes: 0))
         }
         let size = UInt64(info.st_size)
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)  // a hint for read-ahead; failure is harmless
@@ -48,9 +48,9 @@ public final class ShardEvaluator: Sendable {
         let result = run.execute()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         switch result {
-        case .success(let (header, accumulator, payloadBytes)):
-            return .success(ShardSummary(shard: displayName, header: header, accumulator: accumulator, compressedBytes: size,
-                                         payloadBytes: payloadBytes, frames: run.frameCount, seconds: seconds))
+        case .success(let output):
+            return .success(ShardSummary(shard: displayName, header: output.header, accumulator: output.accumulator, compressedBytes: size,
+                                         payloadBytes: output.payloadBytes, frames: run.plan.frameCount, seconds: seconds))
         case .failure(let failure):
             return .failure(ShardFailure(shard: displayName, error: failure.error, compressedBytes: size, payloadBytes: failure.payloadBytes))
         }

@@ -24,14 +24,14 @@ public struct ShardFailure: Error, Sendable, CustomStringConvertible {
     /// The shard as named by the caller.
     public var shard: String
     /// What was wrong and where.
-    public var error: ShardError
+    public var error: EvaluationError
     /// Size of the compressed file (0 when it could not be read).
     public var compressedBytes: UInt64
     /// Payload bytes decoded before the problem.
     public var payloadBytes: UInt64
 
-    /// The broken rule, as in JSON reports (`label_out_of_range`, …).
-    public var kind: String { error.kind.rawValue }
+    /// What kind of problem it was.
+    public var kind: FailureKind { error.kind }
     /// Payload byte offset of the problem.
     public var offset: UInt64? { error.offset }
     /// The reason, without the offset.

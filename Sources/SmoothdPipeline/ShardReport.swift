@@ -2,92 +2,120 @@ import LSHDFormat
 import SmoothdJSON
 import SmoothdMetrics
 
-/// The JSON documents smoothd writes: one entry per shard and a total.
-public enum ShardReport {
-    /// `losses_by_smoothing` keys: the shortest decimal of ε (`0.1`, `0.0`, `0.3`).
-    public static func smoothingKey(_ e: Double) -> String { e.description }
+/// The settings echoed in every report entry.
+public struct ReportSettings: Sendable, Equatable {
+    /// ε of `loss`.
+    public var smoothing: Double
+    /// How ε is spread over the classes.
+    public var mode: SmoothingMode
+    /// k of `top_k_accuracy`.
+    public var topK: Int
+    /// Bins of `ece`.
+    public var eceBins: Int
 
-    /// The settings echoed in every entry.
-    static func settings(_ options: MetricOptions) -> [(String, JSONValue)] {
-        [("smoothing", .double(options.smoothing)), ("smoothing_mode", .string(options.mode.rawValue)),
-         ("top_k", .int(Int64(options.topK))), ("ece_bins", .int(Int64(options.eceBins)))]
+    /// The settings of `options`.
+    public init(_ options: MetricOptions) {
+        smoothing = options.smoothing
+        mode = options.mode
+        topK = options.topK
+        eceBins = options.eceBins
     }
+}
 
-    /// Counts and metric values of an accumulator, in report order.
-    public static func metricFields(_ accumulator: MetricAccumulator, options: MetricOptions) -> [(String, JSONValue)] {
-        let values = MetricValues(accumulator, options: options)
-        return [
-            ("rows", .int(Int64(accumulator.rows))),
-            ("counted_rows", .int(Int64(accumulator.countedRows))),
-            ("ignored_rows", .int(Int64(accumulator.ignoredRows))),
-            ("nonfinite_rows", .int(Int64(accumulator.nonfiniteRows))),
-            ("loss", .number(values.loss)),
-            ("nll", .number(values.nll)),
-            ("perplexity", .number(values.perplexity)),
-            ("accuracy", .number(values.accuracy)),
-            ("top_k_accuracy", .number(values.topKAccuracy)),
-            ("mean_confidence", .number(values.meanConfidence)),
-            ("entropy", .number(values.entropy)),
-            ("brier", .number(values.brier)),
-            ("ece", .number(values.ece)),
-            ("losses_by_smoothing", .object(values.lossesBySmoothing.map { (smoothingKey($0.smoothing), .number($0.loss)) })),
-        ]
+/// Counts and metric values of one accumulator (a shard or a total), as reports show them.
+public struct MetricReport: Sendable {
+    /// Rows read.
+    public var rows: UInt64
+    /// Rows counted in the metrics.
+    public var countedRows: UInt64
+    /// Rows whose label is `ignore_index`.
+    public var ignoredRows: UInt64
+    /// Rows left out because a logit is not finite.
+    public var nonfiniteRows: UInt64
+    /// The metric values (nil when no row was counted).
+    public var values: MetricValues
+
+    /// The report of `accumulator` under `options`.
+    public init(_ accumulator: MetricAccumulator, options: MetricOptions) {
+        rows = accumulator.rows
+        countedRows = accumulator.countedRows
+        ignoredRows = accumulator.ignoredRows
+        nonfiniteRows = accumulator.nonfiniteRows
+        values = MetricValues(accumulator, options: options)
     }
+}
 
-    /// The entry for a valid shard: its header facts, the settings, counts, metrics and metadata.
-    public static func entry(_ summary: ShardSummary, options: MetricOptions) -> JSONValue {
-        var members: [(String, JSONValue)] = [
-            ("shard", .string(summary.shard)), ("ok", .bool(true)),
-            ("num_classes", .int(Int64(summary.header.numClasses))),
-            ("logit_dtype", .string(summary.header.logitDType.name)),
-            ("label_dtype", .string(summary.header.labelDType.name)),
-            ("ignore_index", .int(summary.header.ignoreIndex)),
-        ]
-        members += settings(options)
-        members += metricFields(summary.accumulator, options: options)
-        members += [
-            ("meta", summary.header.meta ?? .null),
-            ("compressed_bytes", .int(Int64(summary.compressedBytes))),
-            ("payload_bytes", .int(Int64(summary.payloadBytes))),
-            ("frames", .int(Int64(summary.frames))),
-            ("seconds", .double(summary.seconds)),
-        ]
-        return .object(members)
+/// The report entry of a valid shard.
+public struct ShardEntry: Sendable {
+    /// The shard's evaluation.
+    public var summary: ShardSummary
+    /// The settings it was evaluated with.
+    public var settings: ReportSettings
+    /// Its counts and metrics.
+    public var metrics: MetricReport
+
+    /// The entry of `summary` evaluated under `options`.
+    public init(_ summary: ShardSummary, options: MetricOptions) {
+        self.summary = summary
+        settings = ReportSettings(options)
+        metrics = MetricReport(summary.accumulator, options: options)
     }
+}
 
-    /// The entry for an invalid shard: `ok: false` and the error, no metrics.
-    public static func entry(_ failure: ShardFailure) -> JSONValue {
-        .object([
-            ("shard", .string(failure.shard)), ("ok", .bool(false)),
-            ("error", .object([
-                ("kind", .string(failure.kind)),
-                ("offset", failure.offset.map { .int(Int64($0)) } ?? .null),
-                ("reason", .string(failure.reason)),
-            ])),
-        ])
-    }
+/// One shard's report entry: its metrics, or why it is invalid.
+public enum ReportEntry: Sendable {
+    /// Valid.
+    case valid(ShardEntry)
+    /// Invalid or unreadable.
+    case invalid(ShardFailure)
 
-    /// The entry for either outcome.
-    public static func entry(_ outcome: ShardOutcome, options: MetricOptions) -> JSONValue {
+    /// The entry of `outcome` evaluated under `options`.
+    public init(_ outcome: ShardOutcome, options: MetricOptions) {
         switch outcome {
-        case .success(let summary): return entry(summary, options: options)
-        case .failure(let failure): return entry(failure)
+        case .success(let summary): self = .valid(ShardEntry(summary, options: options))
+        case .failure(let failure): self = .invalid(failure)
         }
     }
+}
 
-    /// The total over the valid shards.
-    public static func total(accumulator: MetricAccumulator, shardsOK: Int, shardsFailed: Int, options: MetricOptions) -> JSONValue {
-        .object([("shards_ok", .int(Int64(shardsOK))), ("shards_failed", .int(Int64(shardsFailed)))]
-            + settings(options) + metricFields(accumulator, options: options))
+/// The total over the valid shards of a set.
+public struct TotalReport: Sendable {
+    /// Valid shards.
+    public var shardsOK: Int
+    /// Invalid shards.
+    public var shardsFailed: Int
+    /// The settings.
+    public var settings: ReportSettings
+    /// Counts and metrics of the valid shards together.
+    public var metrics: MetricReport
+
+    /// The total of `accumulator`, the merged state of `shardsOK` valid shards.
+    public init(accumulator: MetricAccumulator, shardsOK: Int, shardsFailed: Int, options: MetricOptions) {
+        self.shardsOK = shardsOK
+        self.shardsFailed = shardsFailed
+        settings = ReportSettings(options)
+        metrics = MetricReport(accumulator, options: options)
     }
 }
 
-extension ShardSummary {
-    /// This shard's report entry (see `ShardReport.entry`).
-    public func entry(options: MetricOptions) -> JSONValue { ShardReport.entry(self, options: options) }
-}
+/// What `smoothd eval` reports: one entry per shard, in the order given, and their total.
+public struct EvalReport: Sendable {
+    /// The entries.
+    public var shards: [ReportEntry]
+    /// The total over the valid ones.
+    public var total: TotalReport
 
-extension ShardFailure {
-    /// This shard's report entry (see `ShardReport.entry`).
-    public func entry() -> JSONValue { ShardReport.entry(self) }
+    /// The report of `outcomes` evaluated under `options`.
+    public init(_ outcomes: [ShardOutcome], options: MetricOptions) {
+        var accumulator = MetricAccumulator(options: options)
+        var failed = 0
+        for outcome in outcomes {
+            switch outcome {
+            case .success(let summary): accumulator.merge(summary.accumulator)
+            case .failure: failed += 1
+            }
+        }
+        shards = outcomes.map { ReportEntry($0, options: options) }
+        total = TotalReport(accumulator: accumulator, shardsOK: outcomes.count - failed, shardsFailed: failed, options: options)
+    }
 }

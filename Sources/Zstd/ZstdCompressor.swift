@@ -7,7 +7,7 @@ public final class ZstdCompressor {
     private let context: OpaquePointer
     private var output: [UInt8]
 
-    /// Creates an encoder at `level`, with the content checksum on and `workers` libzstd threads (0 = none).
+    /// Creates a single-threaded encoder at `level`, writing a content checksum unless `checksum` is false.
     public init(level: Int32 = 3, checksum: Bool = true) {
         guard let cctx = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx failed: out of memory") }
         context = cctx

@@ -35,24 +35,12 @@ struct EvalCommand: ParsableCommand {
             outcomes.append(evaluator.evaluate(path: shard, progress: progress.counter))
             progress.stop()
         }
-        var total = MetricAccumulator(options: options.metrics)
-        var failed = 0
-        for outcome in outcomes {
-            switch outcome {
-            case .success(let summary): total.merge(summary.accumulator)
-            case .failure: failed += 1
-            }
-        }
-        let totalEntry = ShardReport.total(accumulator: total, shardsOK: outcomes.count - failed, shardsFailed: failed, options: options.metrics)
+        let report = EvalReport(outcomes, options: options.metrics)
         if json {
-            let document = JSONValue.object([
-                ("shards", .array(outcomes.map { ShardReport.entry($0, options: options.metrics) })),
-                ("total", totalEntry),
-            ])
-            print(document.serialized(pretty: true))
+            print(report.json.serialized(pretty: true))
         } else {
-            print(ResultTable.render(outcomes: outcomes, total: totalEntry, options: options.metrics), terminator: "")
+            print(ResultTable.render(report, options: options.metrics), terminator: "")
         }
-        if failed > 0 { throw ExitCode(1) }
+        if report.total.shardsFailed > 0 { throw ExitCode(1) }
     }
 }

@@ -5,27 +5,28 @@ import SmoothdPipeline
 extension SmoothingMode: ExpressibleByArgument {}
 
 /// The options `eval` and `serve` share: what to compute and how many resources to use.
-/// Every option is optional so its default is applied (and shown in the help) in one place.
+/// Every option is optional so that its default comes from `MetricOptions` and `EvaluationOptions`, which
+/// the help text quotes too.
 struct MetricOptionGroup: ParsableArguments {
-    @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1]. (default: 0.1)", valueName: "ε"))
+    @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1]. (default: \(MetricOptions().smoothing))", valueName: "ε"))
     var smoothing: Double?
 
-    @Option(help: ArgumentHelp("uniform (PyTorch: gold 1−ε+ε/K, others ε/K) or others (fairseq: gold 1−ε, others ε/(K−1)). (default: uniform)", valueName: "mode"))
+    @Option(help: ArgumentHelp("uniform (PyTorch: gold 1−ε+ε/K, others ε/K) or others (fairseq: gold 1−ε, others ε/(K−1)). (default: \(MetricOptions().mode.rawValue))", valueName: "mode"))
     var smoothingMode: SmoothingMode?
 
     @Option(help: ArgumentHelp("More ε values whose loss is reported from the same pass, comma-separated.", valueName: "ε1,ε2,…"))
     var reportSmoothing: String?
 
-    @Option(help: ArgumentHelp("k for top-k accuracy. (default: 5)", valueName: "k"))
+    @Option(help: ArgumentHelp("k for top-k accuracy. (default: \(MetricOptions().topK))", valueName: "k"))
     var topK: Int?
 
-    @Option(help: ArgumentHelp("Equal-width confidence bins for ECE. (default: 15)", valueName: "n"))
+    @Option(help: ArgumentHelp("Equal-width confidence bins for ECE. (default: \(MetricOptions().eceBins))", valueName: "n"))
     var eceBins: Int?
 
     @Option(help: ArgumentHelp("Worker threads. (default: number of cores)", valueName: "n"))
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB. (default: 64MiB)", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB. (default: \(EvaluationOptions.defaultMemoryBudget >> 20)MiB)", valueName: "bytes"))
     var memoryBudget: String?
 
     /// The options, with defaults for what was not given (`serve` merges its config file into the

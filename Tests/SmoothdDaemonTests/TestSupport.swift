@@ -7,6 +7,7 @@ import Logging
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdTesting
 import Synchronization
 import Testing
 import Zstd
@@ -92,18 +93,8 @@ final class ByteSink {
     func append(_ buffer: UnsafeRawBufferPointer) { bytes.append(contentsOf: buffer) }
 }
 
-/// A small deterministic generator.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The shared generator, under the name this suite's files use.
+typealias SplitMix = SmoothdTesting.SplitMix
 
 /// File helpers.
 enum Files {

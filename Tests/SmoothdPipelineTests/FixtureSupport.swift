@@ -21,7 +21,7 @@ struct ValidFixture: CustomTestStringConvertible, Sendable {
 
 struct InvalidFixture: CustomTestStringConvertible, Sendable {
     let file: String
-    let kind: String
+    let kind: FailureKind
     let offset: Int64?
     var path: String { fixturesDirectory.appendingPathComponent(file).path }
     var testDescription: String { file }
@@ -32,7 +32,7 @@ let validFixtures: [ValidFixture] = expectedDocument["valid"]!.arrayValue!.map {
 }
 
 let invalidFixtures: [InvalidFixture] = expectedDocument["invalid"]!.arrayValue!.map {
-    InvalidFixture(file: $0["file"]!.stringValue!, kind: $0["kind"]!.stringValue!, offset: $0["offset"]!.intValue)
+    InvalidFixture(file: $0["file"]!.stringValue!, kind: FailureKind(name: $0["kind"]!.stringValue!)!, offset: $0["offset"]!.intValue)
 }
 
 /// True when `actual` is within `relative` of `expected` (or both are null).

@@ -72,7 +72,7 @@ func invalidFixtureGivesItsError(_ fixture: InvalidFixture) throws {
             #expect(failure.offset != nil)
         }
         #expect(!failure.reason.isEmpty)
-        if fixture.kind == "zstd_error" { #expect(failure.reason.hasPrefix("zstd: ")) }
+        if fixture.kind == .zstdError { #expect(failure.reason.hasPrefix("zstd: ")) }
     }
 }
 

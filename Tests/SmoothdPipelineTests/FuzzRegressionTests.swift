@@ -2,8 +2,8 @@ import Foundation
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdTesting
 import Testing
-import Zstd
 
 /// Inputs that made the libFuzzer target (`Scripts/fuzz`, Sources/SmoothdFuzz) fail, kept in
 /// Fixtures/fuzz-regressions in the fuzzer's own format: a control byte, then either a raw LSHD payload
@@ -88,7 +88,7 @@ let fuzzRegressions: [FuzzRegression] = [
 @Test(arguments: fuzzRegressions)
 func fuzzRegressionGivesItsOutcome(_ regression: FuzzRegression) throws {
     let input = Array(try Data(contentsOf: URL(fileURLWithPath: regression.path)))
-    let shard = try fuzzInputShard(input)
+    let shard = try input.withUnsafeBytes { try FuzzInput($0)?.shardFile() } ?? []
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-regression-\(UUID().uuidString).lshd.zst").path
     try Data(shard).write(to: URL(fileURLWithPath: path))
     defer { try? FileManager.default.removeItem(atPath: path) }
@@ -130,36 +130,4 @@ func fuzzRegressionGivesItsOutcome(_ regression: FuzzRegression) throws {
     let kept = try FileManager.default.contentsOfDirectory(atPath: fixturesDirectory.appendingPathComponent("fuzz-regressions").path)
         .filter { $0.hasSuffix(".fuzz") }
     #expect(Set(kept) == Set(fuzzRegressions.map(\.file)), "Fixtures/fuzz-regressions: \(kept.sorted())")
-}
-
-/// The shard file the fuzz target evaluates for `input` (see Sources/SmoothdFuzz/FuzzHarness.swift):
-/// control bits 0–1 = 0, the rest is a raw payload in one zstd frame; = 1, a raw payload in frames of
-/// max(piece size, n/48 + 1) bytes, every second one without a content size, after a skippable frame
-/// when bit 2 is set; otherwise the rest is the compressed file itself.
-func fuzzInputShard(_ input: [UInt8]) throws -> [UInt8] {
-    guard let control = input.first else { return [] }
-    let body = Array(input.dropFirst())
-    switch control & 3 {
-    case 0:
-        return try ZstdCompressor.compressFrame(body, level: 1)
-    case 1:
-        let pieceSizes = [1, 2, 3, 7, 16, 255, 4096, Int.max]
-        let piece = pieceSizes[Int(control >> 2) & 7]
-        let frameBytes = max(piece == .max ? 4096 : piece, body.count / 48 + 1)
-        var out: [UInt8] = control & 4 != 0 ? [0x5E, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3] : []
-        let encoder = ZstdCompressor(level: 1)
-        var start = 0
-        var frame = 0
-        repeat {
-            let end = min(body.count, start + frameBytes)
-            if frame % 2 == 0 { try encoder.pledgeFrameSize(UInt64(end - start)) }
-            try body[start..<end].withUnsafeBytes { piece in try encoder.write(piece) { out.append(contentsOf: $0) } }
-            try encoder.endFrame { out.append(contentsOf: $0) }
-            start = end
-            frame += 1
-        } while start < body.count
-        return out
-    default:
-        return body
-    }
 }
