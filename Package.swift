@@ -57,14 +57,17 @@ let package = Package(
             dependencies: ["SmoothdKernel", "SmoothdKernelAVX2", "SmoothdKernelAVX512", "CCPUFeatures", "LSHDFormat", "SmoothdJSON"],
             swiftSettings: strict
         ),
+        // Runs of shards: group keys, their order, identity and supersession, completeness, per-group states.
+        // Pure (no I/O, no clock), shared by eval and serve.
+        .target(name: "SmoothdRuns", dependencies: ["SmoothdJSON", "SmoothdMetrics"], swiftSettings: strict),
         // Bounded-memory, multi-threaded shard evaluation and shard reports.
         .target(
             name: "SmoothdPipeline",
-            dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON", .product(name: "DequeModule", package: "swift-collections")],
+            dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
-        // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs.
-        .target(name: "SmoothdTesting", dependencies: ["Zstd"], swiftSettings: strict),
+        // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs, reference comparison.
+        .target(name: "SmoothdTesting", dependencies: ["Zstd", "SmoothdJSON"], swiftSettings: strict),
         // The spool service: detection, claim/commit, totals, metrics, systemd integration.
         .target(
             name: "SmoothdDaemon",
@@ -84,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "smoothd",
             dependencies: [
-                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat", "Zstd",
+                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "LSHDFormat", "Zstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -107,6 +110,7 @@ let package = Package(
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
         .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
         .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat", "SmoothdTesting"]),
+        .testTarget(name: "SmoothdRunsTests", dependencies: ["SmoothdRuns", "SmoothdJSON", "SmoothdMetrics"]),
         .testTarget(
             name: "SmoothdPipelineTests",
             dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"]
@@ -115,6 +119,6 @@ let package = Package(
             name: "SmoothdDaemonTests",
             dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdTesting"]
         ),
-        .testTarget(name: "SmoothdCLITests", dependencies: ["SmoothdJSON"]),
+        .testTarget(name: "SmoothdCLITests", dependencies: ["SmoothdJSON", "SmoothdTesting"]),
     ]
 )
