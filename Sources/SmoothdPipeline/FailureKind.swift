@@ -1,4 +1,5 @@
 import LSHDFormat
+import SmoothdRuns
 
 /// Why a shard could not be evaluated: a rule of the format it broke, or a failure of the layer that
 /// reads it (zstd, the file). The one kind from the pipeline to the error record; `name` is what
@@ -10,9 +11,14 @@ public enum FailureKind: Sendable, Hashable, CustomStringConvertible {
     case zstdError
     /// The file could not be opened, inspected or read.
     case ioError
+    /// The shard's meta breaks a rule of runs (a non-scalar group-by key, unusable ranks).
+    case run(RunRule)
+    /// Rows with a non-finite logit, under `--fail-on-nonfinite`.
+    case nonfiniteRows
 
     /// Every kind, in report order.
     public static let allCases: [FailureKind] = ShardRule.allCases.map { .format($0) } + [.zstdError, .ioError]
+        + RunRule.allCases.map { .run($0) } + [.nonfiniteRows]
 
     /// The kind as reports write it.
     public var name: String {
@@ -20,6 +26,8 @@ public enum FailureKind: Sendable, Hashable, CustomStringConvertible {
         case .format(let rule): return rule.rawValue
         case .zstdError: return "zstd_error"
         case .ioError: return "io_error"
+        case .run(let rule): return rule.rawValue
+        case .nonfiniteRows: return "nonfinite_rows"
         }
     }
 

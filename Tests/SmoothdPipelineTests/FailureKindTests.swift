@@ -19,7 +19,7 @@ func contractKindNames() throws -> [String] {
 /// The one failure kind writes exactly the contract's names, in the contract's order, and reads them back.
 @Test func failureKindNamesAreTheContractsKinds() throws {
     let names = try contractKindNames()
-    #expect(names.count == 13, "\(names)")
+    #expect(names.count == 16, "\(names)")
     #expect(FailureKind.allCases.map(\.name) == names)
     for kind in FailureKind.allCases {
         #expect(FailureKind(name: kind.name) == kind)
