@@ -1,6 +1,7 @@
 import Foundation
 import SmoothdJSON
 import SmoothdPipeline
+import SmoothdTesting
 
 /// The repository's Fixtures directory, found from this file's path.
 let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -33,15 +34,6 @@ let validFixtures: [ValidFixture] = expectedDocument["valid"]!.arrayValue!.map {
 
 let invalidFixtures: [InvalidFixture] = expectedDocument["invalid"]!.arrayValue!.map {
     InvalidFixture(file: $0["file"]!.stringValue!, kind: FailureKind(name: $0["kind"]!.stringValue!)!, offset: $0["offset"]!.intValue)
-}
-
-/// True when `actual` is within `relative` of `expected` (or both are null).
-func close(_ actual: JSONValue?, _ expected: JSONValue?, relative: Double, absolute: Double = 0) -> Bool {
-    switch (actual?.doubleValue, expected?.doubleValue) {
-    case (nil, nil): return (actual == nil || actual == .null) && (expected == nil || expected == .null)
-    case (let a?, let e?): return abs(a - e) <= max(relative * abs(e), absolute)
-    default: return false
-    }
 }
 
 /// An entry without its timing field, for bit-identity comparisons.

@@ -1,6 +1,7 @@
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdTesting
 import Testing
 
 /// Every valid fixture matches the NumPy float64 reference: metrics to 1e-6 relative, ECE to 1e-4,
