@@ -4,6 +4,18 @@ public enum SmoothingMode: String, Sendable, CaseIterable {
     case uniform
     /// fairseq: gold 1−ε, each wrong class ε/(K−1).
     case others
+
+    /// Every name a mode is given by: the canonical ones and the aliases `pytorch` and `fairseq`.
+    public static let names = ["uniform", "pytorch", "others", "fairseq"]
+
+    /// The mode named `name`: `uniform` or `pytorch`, `others` or `fairseq`.
+    public init?(name: String) {
+        switch name {
+        case "uniform", "pytorch": self = .uniform
+        case "others", "fairseq": self = .others
+        default: return nil
+        }
+    }
 }
 
 /// What to compute for each shard.

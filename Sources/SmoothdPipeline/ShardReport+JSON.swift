@@ -114,13 +114,6 @@ extension TotalReport: JSONObjectEncodable {
     }
 }
 
-extension EvalReport: JSONObjectEncodable {
-    /// `{"shards": [ENTRY, …], "total": TOTAL}`.
-    public var jsonMembers: [(String, JSONValue)] {
-        [("shards", .array(shards.map(\.json))), ("total", total.json)]
-    }
-}
-
 extension ShardSummary {
     /// This shard's report entry (see `ShardEntry`).
     public func entry(options: MetricOptions) -> JSONValue { ShardEntry(self, options: options).json }

@@ -97,25 +97,3 @@ public struct TotalReport: Sendable {
         metrics = MetricReport(accumulator, options: options)
     }
 }
-
-/// What `smoothd eval` reports: one entry per shard, in the order given, and their total.
-public struct EvalReport: Sendable {
-    /// The entries.
-    public var shards: [ReportEntry]
-    /// The total over the valid ones.
-    public var total: TotalReport
-
-    /// The report of `outcomes` evaluated under `options`.
-    public init(_ outcomes: [ShardOutcome], options: MetricOptions) {
-        var accumulator = MetricAccumulator(options: options)
-        var failed = 0
-        for outcome in outcomes {
-            switch outcome {
-            case .success(let summary): accumulator.merge(summary.accumulator)
-            case .failure: failed += 1
-            }
-        }
-        shards = outcomes.map { ReportEntry($0, options: options) }
-        total = TotalReport(accumulator: accumulator, shardsOK: outcomes.count - failed, shardsFailed: failed, options: options)
-    }
-}

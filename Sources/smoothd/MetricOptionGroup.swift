@@ -2,7 +2,13 @@ import ArgumentParser
 import SmoothdMetrics
 import SmoothdPipeline
 
-extension SmoothingMode: ExpressibleByArgument {}
+extension SmoothingMode: ExpressibleByArgument {
+    /// `uniform`, `others`, or their aliases `pytorch` and `fairseq`.
+    public init?(argument: String) { self.init(name: argument) }
+
+    /// The names accepted, for help and completion.
+    public static var allValueStrings: [String] { names }
+}
 
 /// The options `eval` and `serve` share: what to compute and how many resources to use.
 /// Every option is optional so that its default comes from `MetricOptions` and `EvaluationOptions`, which
@@ -11,7 +17,7 @@ struct MetricOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1]. (default: \(MetricOptions().smoothing))", valueName: "ε"))
     var smoothing: Double?
 
-    @Option(help: ArgumentHelp("uniform (PyTorch: gold 1−ε+ε/K, others ε/K) or others (fairseq: gold 1−ε, others ε/(K−1)). (default: \(MetricOptions().mode.rawValue))", valueName: "mode"))
+    @Option(help: ArgumentHelp("uniform or pytorch (PyTorch: gold 1−ε+ε/K, others ε/K), others or fairseq (fairseq: gold 1−ε, others ε/(K−1)). (default: \(MetricOptions().mode.rawValue))", valueName: "mode"))
     var smoothingMode: SmoothingMode?
 
     @Option(help: ArgumentHelp("More ε values whose loss is reported from the same pass, comma-separated.", valueName: "ε1,ε2,…"))

@@ -20,11 +20,15 @@ struct ProcessResult {
     var stderr: String
 }
 
-func runSmoothd(_ arguments: [String]) throws -> ProcessResult {
+/// The repository's Fixtures directory.
+let fixturesDirectory = repository.appendingPathComponent("Fixtures")
+
+/// Runs the binary with `arguments` in `directory` (the repository unless given).
+func runSmoothd(_ arguments: [String], in directory: URL = repository) throws -> ProcessResult {
     let process = Process()
     process.executableURL = smoothdBinary
     process.arguments = arguments
-    process.currentDirectoryURL = repository
+    process.currentDirectoryURL = directory
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
@@ -81,7 +85,7 @@ func runSmoothd(_ arguments: [String]) throws -> ProcessResult {
     #expect(result.stdout.contains("at offset 142"))
 }
 
-@Test(arguments: [["eval"], ["eval", "--top-k", "0", "x"], ["eval", "--smoothing", "2", "x"], ["eval", "--smoothing-mode", "fair", "x"],
+@Test(arguments: [["eval"], ["eval", "--top-k", "0", "x"], ["eval", "--smoothing", "2", "x"], ["eval", "--smoothing-mode", "fair", "x"], ["eval", "--group-by", "", "x"],
                   ["eval", "--memory-budget", "lots", "x"], ["frobnicate"]])
 func usageErrorsExit64(_ arguments: [String]) throws {
     let result = try runSmoothd(arguments)

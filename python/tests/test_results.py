@@ -238,6 +238,26 @@ class RunFixtures(unittest.TestCase):
                 for e in result["errors"]:
                     self.assertTrue(any(e["file"] in m and e["kind"] in m for m in messages), e)
 
+    def test_eval_groups_equal_the_merge_of_its_own_states(self):
+        """smoothd eval --json over the run fixtures: its groups and total are, bit for bit, merge() of its entries."""
+        files = [e["file"] for e in self.expected["files"]]
+        for spec, result in self.expected["group_by"].items():
+            for mode in ("uniform", "pytorch", "others"):
+                where = f"--group-by {spec}, {mode}"
+                proc = subprocess.run([self.binary, "eval", "--json", "--smoothing-mode", mode, "--report-smoothing", "0",
+                                       "--group-by", spec] + files, cwd=FIXTURES, capture_output=True, text=True, timeout=600)
+                self.assertEqual(proc.returncode, 1, f"{where}: {proc.stderr[-2000:]}")
+                report = json.loads(proc.stdout)
+                self.assertIn("state", next(e for e in report["shards"] if e["ok"]), where)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", results.ResultsWarning)
+                    doc = results.merge(report["shards"], smoothing_mode=mode, report_smoothing=(0.0,),
+                                        group_by=result["group_by"] or None)
+                merged = [{k: v for k, v in g.items() if k != "state"} for g in doc["groups"]]
+                self.assertEqual(results.dumps(merged), results.dumps(report["groups"]), where)
+                total = {k: v for k, v in doc["total"].items() if k != "state"}
+                self.assertEqual(results.dumps(total), results.dumps(report["total"]), where)
+
 
 def _key(record):
     meta = record.get("meta") or {}
