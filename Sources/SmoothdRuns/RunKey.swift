@@ -24,10 +24,13 @@ public struct RunKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The compact JSON text, for messages.
     public var description: String { json.serialized() }
 
+    /// Equal when every value is equal in the documented order.
     public static func == (lhs: RunKey, rhs: RunKey) -> Bool { lhs.token == rhs.token }
 
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) { hasher.combine(token) }
 
+    /// The documented order, values compared left to right.
     public static func < (lhs: RunKey, rhs: RunKey) -> Bool {
         for (a, b) in zip(lhs.members, rhs.members) {
             let order = compareValues(a.1, b.1)

@@ -126,6 +126,7 @@ public struct NumShardsDisagreement: Sendable, Equatable, CustomStringConvertibl
     /// The value used: the largest.
     public let numShardsUsed: Int64
 
+    /// Equal when every member is.
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.group == rhs.group && lhs.run == rhs.run && lhs.numShardsUsed == rhs.numShardsUsed
             && lhs.shards.map(\.shard) == rhs.shards.map(\.shard) && lhs.shards.map(\.numShards) == rhs.shards.map(\.numShards)

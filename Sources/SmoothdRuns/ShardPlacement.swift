@@ -110,6 +110,29 @@ public enum ShardIdentity: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Equal ranks of equal runs, or names with the same code points (not Swift's canonical equivalence,
+    /// which would make two files that differ in Unicode normalization one shard).
+    public static func == (lhs: ShardIdentity, rhs: ShardIdentity) -> Bool {
+        switch (lhs, rhs) {
+        case (.rank(let a, let i), .rank(let b, let j)): return a == b && i == j
+        case (.name(let a), .name(let b)): return a.utf8.elementsEqual(b.utf8)
+        default: return false
+        }
+    }
+
+    /// Hashes what `==` compares.
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .rank(let run, let index):
+            hasher.combine(0)
+            hasher.combine(run)
+            hasher.combine(index)
+        case .name(let name):
+            hasher.combine(1)
+            hasher.combine(Array(name.utf8))
+        }
+    }
+
     /// For messages: `run {…} shard_index i` or `file name NAME`.
     public var description: String {
         switch self {

@@ -95,9 +95,13 @@ func unusableRanksFail(_ text: String) throws {
     let byName = ledger.record("y/plain", placement: try placed("y/plain", nil, ledger.groupBy), accumulator: state(rows: 4))
     #expect(byName?.identity == .name("plain"))
     #expect(ledger.supersessions.count == 2)
+    // Names that differ only in Unicode normalization are two files, not a re-run.
+    _ = ledger.record("x/\u{E9}", placement: try placed("x/\u{E9}", nil, ledger.groupBy), accumulator: state(rows: 0))
+    #expect(ledger.record("x/e\u{301}", placement: try placed("x/e\u{301}", nil, ledger.groupBy), accumulator: state(rows: 0)) == nil)
     let (groups, warnings) = ledger.groups()
     #expect(groups.map(\.key.description) == [#"{"model":null}"#, #"{"model":"lm"}"#])
     #expect(groups.map(\.accumulator.rows) == [4, 12])
+    #expect(groups[0].shards == ["y/plain", "x/\u{E9}", "x/e\u{301}"])
     #expect(warnings.isEmpty)
     let completeness = try #require(groups[1].completeness)
     #expect(completeness.expected == 4 && completeness.present == 2)
