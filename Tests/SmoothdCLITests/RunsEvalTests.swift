@@ -181,3 +181,24 @@ func smoothingModeAliases(_ alias: String, _ mode: String) throws {
         #expect(try runSmoothd(["eval", "--group-by", bad, "runs/plain-0.lshd.zst"], in: fixturesDirectory).status == 64, "\(bad)")
     }
 }
+
+/// Each group's numbers are bit-identical to `eval --group-by none` over just its live shards.
+@Test func groupsAreBitIdenticalToEvalOverTheirShards() throws {
+    let options = ["--smoothing-mode", "others", "--report-smoothing", "0,0.3"]
+    let all = try runSmoothd(["eval", "--json"] + options + runFiles, in: fixturesDirectory)
+    let groups = try #require(try JSONValue.parse(all.stdout)["groups"]?.arrayValue)
+    let entries = try #require(try JSONValue.parse(all.stdout)["shards"]?.arrayValue)
+    #expect(groups.count == 10)
+    for group in groups {
+        let files = entries.filter { $0["group"] == group["key"] && $0["superseded_by"] == nil }.map { $0["shard"]!.stringValue! }
+        #expect(.int(Int64(files.count)) == group["shards"])
+        let alone = try runSmoothd(["eval", "--json", "--group-by", "none"] + options + files, in: fixturesDirectory)
+        #expect(alone.status == 0, "\(alone.stderr)")
+        let total = try #require(try JSONValue.parse(alone.stdout)["total"]?.objectMembers)
+        let members = Dictionary(uniqueKeysWithValues: total)
+        for (key, value) in group.objectMembers! where !["key", "shards", "completeness"].contains(key) {
+            #expect(members[key] == value, "\(group["key"]!.serialized()) \(key): \(members[key] ?? .null) vs \(value)")
+        }
+        #expect(try JSONValue.parse(alone.stdout)["groups"]?.arrayValue?.first?["rows"] == group["rows"])
+    }
+}
