@@ -182,6 +182,14 @@ final class CommitGate: Sendable {
     /// Refuses further commits.
     func close() { state.withLock { $0.closed = true } }
 
+    /// Refuses further commits and waits up to `seconds` for the started ones to end. Blocking: call it on a
+    /// thread of its own.
+    func closeAndWait(upToSeconds seconds: Double) {
+        close()
+        let deadline = WallClock.monotonic() + seconds
+        while active > 0, WallClock.monotonic() < deadline { usleepShort() }
+    }
+
     /// Commits in progress.
     var active: Int { state.withLock { $0.active } }
 }

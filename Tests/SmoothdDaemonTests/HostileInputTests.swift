@@ -227,7 +227,7 @@ struct HostileInputStoreTests {
         faults.fail(.open, with: EACCES, matching: "denied")
         var result = store.process(try claim(store, "denied.lshd.zst"), evaluator: evaluator(), options: options, totals: totals, gate: CommitGate())
         guard case .failed(_, let facts) = result else { Issue.record("\(result)"); return }
-        #expect(facts.kind == "unreadable")
+        #expect(facts.kind == .unreadable)
         let record = try Files.json(out + "/denied.lshd.zst.error.json")
         #expect(record["error"]?["kind"] == .string("unreadable"))
         #expect(record["error"]?["reason"]?.stringValue?.contains("Permission denied") == true)
@@ -245,7 +245,7 @@ struct HostileInputStoreTests {
         }
         result = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: CommitGate(), attempts: attempts)
         guard case .failed(_, let flaky) = result else { Issue.record("\(result)"); return }
-        #expect(flaky.kind == "unreadable" && flaky.reason.contains("5 attempts"))
+        #expect(flaky.kind == .unreadable && flaky.reason.contains("5 attempts"))
         #expect(Files.exists(spool + "/failed/flaky.lshd.zst"))
         try expectTotalsMatchRecords(output: out, options: options)
         #expect(try Files.json(out + "/totals.json")["shards_failed"] == .int(2))
@@ -280,7 +280,7 @@ struct HostileInputStoreTests {
         result = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: CommitGate(),
                                attempts: ShardAttempts(changes: SpoolStore.maximumChanges - 1))
         guard case .failed(_, let facts) = result else { Issue.record("\(result)"); return }
-        #expect(facts.kind == "unstable_file")
+        #expect(facts.kind == .unstableFile)
         #expect(try Files.json(out + "/growing.lshd.zst.error.json")["error"]?["kind"] == .string("unstable_file"))
         #expect(Files.exists(spool + "/failed/growing.lshd.zst"))
 
@@ -295,7 +295,7 @@ struct HostileInputStoreTests {
         result = store.process(WorkItem(source: "appended.lshd.zst", instance: "appended.lshd.zst", size: 0), evaluator: evaluator(),
                                options: options, totals: totals, gate: CommitGate(), attempts: ShardAttempts(changes: 1))
         guard case .failed(_, let trailing) = result else { Issue.record("\(result)"); return }
-        #expect(["trailing_bytes", "zstd_error"].contains(trailing.kind), "\(trailing.kind)")
+        #expect([.shard(.format(.trailingBytes)), .shard(.zstdError)].contains(trailing.kind), "\(trailing.kind)")
         try expectTotalsMatchRecords(output: out, options: options)
     }
 
@@ -307,7 +307,7 @@ struct HostileInputStoreTests {
         try Files.drop([], named: "empty.lshd.zst", in: dir.sub("spool"))
         let result = store.process(try claim(store, "empty.lshd.zst"), evaluator: evaluator(), options: options, totals: totals, gate: CommitGate())
         guard case .failed(_, let facts) = result else { Issue.record("\(result)"); return }
-        #expect(facts.kind == "truncated" && facts.offset == 0)
+        #expect(facts.kind == .shard(.format(.truncated)) && facts.offset == 0)
         #expect(Files.exists(dir.sub("spool") + "/failed/empty.lshd.zst"))
         try expectTotalsMatchRecords(output: dir.sub("out"), options: options)
     }

@@ -53,10 +53,10 @@ struct SpoolStoreTests {
         var item = try claim(store, "a.lshd.zst")
         #expect(item.instance == "a.lshd.zst")
         #expect(Files.exists(spool + "/.smoothd-work/a.lshd.zst") && !Files.exists(spool + "/a.lshd.zst"))
-        guard case .succeeded(_, let facts) = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
+        guard case .succeeded(_, let record, _) = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
             Issue.record("a.lshd.zst not processed"); return
         }
-        #expect(facts.rows == 300)
+        #expect(record.accumulator.rows == 300)
         #expect(Files.exists(spool + "/done/a.lshd.zst"))
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
         let summaryA = try Files.json(out + "/a.lshd.zst.summary.json")
@@ -74,7 +74,7 @@ struct SpoolStoreTests {
         guard case .failed(_, let failure) = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
             Issue.record("b.lshd.zst not quarantined"); return
         }
-        #expect(failure.kind == "truncated")
+        #expect(failure.kind == .shard(.format(.truncated)))
         #expect(Files.exists(spool + "/failed/b.lshd.zst"))
         let errorB = try Files.json(out + "/b.lshd.zst.error.json")
         #expect(errorB["ok"] == .bool(false))
