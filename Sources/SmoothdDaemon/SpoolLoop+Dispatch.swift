@@ -30,64 +30,85 @@ extension SpoolLoop {
             return false
         }
         if configuration.exitWhenIdle { return true }
-        return WallClock.monotonic() < entry.notBefore
+        return ContinuousClock.now < entry.notBefore
     }
 
-    mutating func rescan(reason: String) {
-        nextRescan = WallClock.monotonic() + configuration.rescanInterval.seconds
+    /// Lists the spool on the maintenance thread (`readdir` and a `stat` per entry block); the entries come back as
+    /// ``SpoolEvent/scanned(_:_:)``.
+    mutating func rescan(reason: ScanReason) {
+        nextRescan = .now + configuration.rescanInterval
         service.metrics.rescans.increment()
-        do {
+        scansInFlight += 1
+        let store = service.store
+        let continuation = self.continuation
+        let pool = maintenancePool
+        Task {
+            let entries: Result<[(name: String, info: EntryInfo)], any Error>
+            do {
+                entries = try await pool.runIfActive { Result { () throws(FileSystemError) in try store.scanSpoolEntries() }.mapError { $0 as any Error } }
+            } catch {
+                entries = .failure(error)
+            }
+            continuation.yield(.scanned(reason, entries))
+        }
+    }
+
+    /// Queues what a scan found.
+    mutating func scanned(_ reason: ScanReason, _ entries: Result<[(name: String, info: EntryInfo)], any Error>) {
+        scansInFlight -= 1
+        guard !stopping else { return }
+        switch entries {
+        case .success(let entries):
             var added = 0
             var present: Set<String> = []
-            for (name, info) in try service.store.scanSpoolEntries() {
+            for (name, info) in entries {
                 present.insert(name)
                 if skipUnclaimable(name, info) { continue }
                 if scheduler.enqueue(.spool(name), size: info.size) == .added { added += 1 }
             }
             unclaimable = unclaimable.filter { present.contains($0.key) }
-            logger.debug("rescanned the spool", metadata: ["reason": "\(reason)", "new": "\(added)"])
-        } catch {
+            logger.debug("rescanned the spool", metadata: ["reason": "\(reason.rawValue)", "new": "\(added)"])
+            idleScanFoundNothing = reason == .idle && added == 0 && scheduler.isIdle
+        case .failure(let error):
             logger.error("cannot scan the spool", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Starts shards while slots are free.
+    /// Starts shards while slots are free: a claimed one is processed, a spool entry claimed and then processed,
+    /// both on a worker thread (the claim is a `rename`).
     mutating func dispatch() {
-        while let shard = scheduler.next(now: WallClock.monotonic()) {
-            let item: WorkItem
+        while let shard = scheduler.next(now: .now) {
             switch shard.origin {
-            case .claimed(let claimed):
-                item = claimed
+            case .claimed(let item):
+                start(shard: shard, item: item)
             case .spool(let name) where ShardName.isOverlong(name):
                 startOverlong(shard, name)
-                continue
             case .spool(let name):
-                do {
-                    switch try service.store.claim(name) {
-                    case .claimed(let claimed):
-                        item = claimed
-                        unclaimable[name] = nil
-                        if claimed.instance != claimed.source {
-                            service.metrics.nameReuses.increment()
-                            logger.warning("shard name was already processed; recording it under a distinct name",
-                                           metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
-                        }
-                        if ShardName.isKey(name) {
-                            logger.notice("shard name is not printable UTF-8; recorded under its escaped name",
-                                          metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
-                        }
-                        logger.debug("shard claimed", metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
-                    case .vanished, .ignored:
-                        scheduler.finished(shard)
-                        continue
-                    }
-                } catch {
-                    noteUnclaimable(name, error: error)
-                    scheduler.finished(shard)
-                    continue
-                }
+                start(shard: shard, claiming: name)
             }
-            start(shard: shard, item: item)
+        }
+    }
+
+    /// Reports a claim made on a worker thread. The shard's slot stays taken while a claimed shard is processed.
+    mutating func claimed(_ shard: PendingShard, _ name: String, _ result: Result<ClaimResult, FileSystemError>?) {
+        switch result {
+        case .success(.claimed(let claimed)):
+            unclaimable[name] = nil
+            if claimed.instance != claimed.source {
+                service.metrics.nameReuses.increment()
+                logger.warning("shard name was already processed; recording it under a distinct name",
+                               metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+            }
+            if ShardName.isKey(name) {
+                logger.notice("shard name is not printable UTF-8; recorded under its escaped name",
+                              metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+            }
+            logger.debug("shard claimed", metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+        case .success(.vanished), .success(.ignored), nil:
+            scheduler.finished(shard)
+        case .failure(let error):
+            noteUnclaimable(name, error: error)
+            scheduler.finished(shard)
         }
     }
 
@@ -95,13 +116,13 @@ extension SpoolLoop {
     mutating func noteUnclaimable(_ name: String, error: FileSystemError) {
         service.metrics.claimErrors.increment()
         let identity = (try? service.store.spool.entry(name))?.identity ?? FileIdentity(inode: 0, size: 0, modificationNanoseconds: 0, changeNanoseconds: 0)
-        var entry = unclaimable[name] ?? UnclaimableEntry(identity: identity, failures: 0, notBefore: 0)
+        var entry = unclaimable[name] ?? UnclaimableEntry(identity: identity, failures: 0, notBefore: .now)
         entry.identity = identity
         entry.failures += 1
-        let delay = Backoff.claim.delay(afterFailures: entry.failures).seconds
-        entry.notBefore = WallClock.monotonic() + delay
+        let delay = Backoff.claim.delay(afterFailures: entry.failures)
+        entry.notBefore = .now + delay
         unclaimable[name] = entry
-        let meta: Logger.Metadata = ["shard": "\(ShardName.display(name))", "error": "\(error)", "retry_in_seconds": "\(configuration.exitWhenIdle ? 0 : delay)"]
+        let meta: Logger.Metadata = ["shard": "\(ShardName.display(name))", "error": "\(error)", "retry_in_seconds": "\(configuration.exitWhenIdle ? 0 : delay.seconds)"]
         if entry.failures == 1 {
             logger.error("cannot claim shard; it is left in the spool and tried again only after a backoff or when it changes", metadata: meta)
         } else {
@@ -125,28 +146,39 @@ extension SpoolLoop {
         }
     }
 
+    /// Processes the claimed `item` on a worker thread.
     func start(shard: PendingShard, item: WorkItem) {
-        var shard = shard
-        shard.origin = .claimed(item)
-        let store = service.store
-        let evaluator = service.evaluator
-        let options = configuration.evaluation.metrics
-        let totals = service.totals
-        let gate = service.gate
-        let continuation = self.continuation
-        let pool = workPool
         let attempts = self.attempts[item.instance] ?? ShardAttempts()
+        let work = shardWork()
+        let continuation = self.continuation
         Task {
-            let result: ShardResult
-            do {
-                result = try await pool.runIfActive {
-                    store.process(item, evaluator: evaluator, options: options, totals: totals, gate: gate, attempts: attempts)
-                }
-            } catch {
-                result = .abandoned(item)
-            }
-            continuation.yield(.finished(shard, result))
+            continuation.yield(.finished(shard.claimed(item), await work.process(item, attempts)))
         }
+    }
+
+    /// Claims the spool entry `name` and, once claimed, processes it, both on a worker thread; the claim is
+    /// reported first (``SpoolEvent/claimed(_:_:_:)``), then the result.
+    func start(shard: PendingShard, claiming name: String) {
+        let work = shardWork()
+        let continuation = self.continuation
+        Task {
+            let claim: Result<ClaimResult, FileSystemError>?
+            do {
+                claim = try await work.pool.runIfActive { Result { () throws(FileSystemError) in try work.store.claim(name) } }
+            } catch {
+                claim = nil  // shutting down: the entry stays in the spool
+            }
+            continuation.yield(.claimed(shard, name, claim))
+            guard case .success(.claimed(let item)) = claim else { return }
+            // A fresh claim has a new instance name, so no earlier attempts.
+            continuation.yield(.finished(shard.claimed(item), await work.process(item, ShardAttempts())))
+        }
+    }
+
+    /// What a worker needs to process a shard.
+    func shardWork() -> ShardWork {
+        ShardWork(store: service.store, evaluator: service.evaluator, options: configuration.evaluation.metrics, totals: service.totals,
+                  gate: service.gate, pool: workPool)
     }
 }
 
@@ -156,6 +188,41 @@ struct UnclaimableEntry: Sendable, Equatable {
     var identity: FileIdentity
     /// Claims that failed.
     var failures: Int
-    /// Monotonic time before which it is not tried again.
-    var notBefore: Double
+    /// When it may be tried again at the earliest.
+    var notBefore: ContinuousClock.Instant
+}
+
+/// The parts a worker thread uses to process a claimed shard.
+struct ShardWork: Sendable {
+    let store: SpoolStore
+    let evaluator: ShardEvaluator
+    let options: MetricOptions
+    let totals: TotalsFile
+    let gate: CommitGate
+    let pool: NIOThreadPool
+
+    /// Evaluates and commits `item` on the pool; `abandoned` when the pool has stopped.
+    func process(_ item: WorkItem, _ attempts: ShardAttempts) async -> ClaimDisposition {
+        do {
+            return try await pool.runIfActive {
+                store.process(item, evaluator: evaluator, options: options, totals: totals, gate: gate, attempts: attempts)
+            }
+        } catch {
+            return .abandoned(item)
+        }
+    }
+}
+
+extension PendingShard {
+    /// The same shard, now claimed as `item`.
+    func claimed(_ item: WorkItem) -> PendingShard {
+        var shard = self
+        shard.origin = .claimed(item)
+        return shard
+    }
+}
+
+/// Why the spool is scanned (for the debug log, and the idle check of `--exit-when-idle`).
+enum ScanReason: String, Sendable {
+    case start, overflow, periodic, queueFull = "queue had been full", idle
 }

@@ -10,7 +10,7 @@ import SmoothdPipeline
 
 extension SpoolLoop {
     /// Reports one finished shard.
-    mutating func record(_ result: ShardResult) {
+    mutating func record(_ result: ClaimDisposition) {
         let item = result.item
         let metrics = service.metrics
         var meta: Logger.Metadata = ["shard": "\(item.source)"]
@@ -93,10 +93,10 @@ extension SpoolLoop {
     /// Queues the claimed `item` again once `backoff` has passed for `failures` failures (not while stopping: it
     /// stays claimed for the next start); the delay goes into `meta`.
     private mutating func retryLater(_ item: WorkItem, after failures: Int, _ backoff: Backoff, meta: inout Logger.Metadata) {
-        let delay = backoff.delay(afterFailures: failures).seconds
-        meta["retry_in_seconds"] = "\(delay)"
+        let delay = backoff.delay(afterFailures: failures)
+        meta["retry_in_seconds"] = "\(delay.seconds)"
         if !stopping {
-            scheduler.enqueue(.claimed(item), size: item.size, notBefore: WallClock.monotonic() + delay)
+            scheduler.enqueue(.claimed(item), size: item.size, notBefore: .now + delay)
         }
     }
 

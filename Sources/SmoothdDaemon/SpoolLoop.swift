@@ -18,7 +18,7 @@ struct SpoolLoop {
     var stopping = false
     var abandon = false
     var failure: (any Error)?
-    var nextRescan: Double
+    var nextRescan: ContinuousClock.Instant
     var textfileDirty = true
     var lastStatus = ""
     /// Earlier tries of claimed shards that did not commit, by instance.
@@ -28,6 +28,10 @@ struct SpoolLoop {
     /// 15 min), or as soon as the file changes; with `--exit-when-idle`, not again in this run. So an entry the
     /// daemon cannot take never makes it loop.
     var unclaimable: [String: UnclaimableEntry] = [:]
+    /// Spool scans under way (on the maintenance thread).
+    var scansInFlight = 0
+    /// The scan that just ended was an idle check and found nothing to do (valid for the event that reported it).
+    var idleScanFoundNothing = false
     /// A re-open of the output directory is under way.
     var reopeningOutput = false
     /// The last failure to re-open the output directory (logged once until it changes).
@@ -43,7 +47,7 @@ struct SpoolLoop {
         self.maintenancePool = maintenancePool
         let c = service.configuration
         scheduler = ShardScheduler(maxInflight: c.maxInflight, largeThreshold: c.largeShardBytes, maxPending: c.maxPending)
-        nextRescan = WallClock.monotonic() + c.rescanInterval.seconds
+        nextRescan = .now + c.rescanInterval
     }
 
     /// Queues the shards found claimed at start, then everything in the spool.
@@ -52,7 +56,7 @@ struct SpoolLoop {
             scheduler.enqueue(.claimed(item), size: item.size)
             logger.info("claimed shard from a previous run will be processed again", metadata: ["shard": "\(item.source)", "instance": "\(item.instance)"])
         }
-        rescan(reason: "start")
+        rescan(reason: .start)
         dispatch()
         publish()
     }
@@ -74,13 +78,14 @@ struct SpoolLoop {
     var shouldEnd: Bool { stopping && (scheduler.inflight == 0 || abandon) }
 
     mutating func handle(_ event: SpoolEvent) {
+        idleScanFoundNothing = false
         switch event {
         case .watch(.names(let names)):
             for name in names { detect(name) }
         case .watch(.overflow):
             service.metrics.inotifyOverflows.increment()
             logger.warning("inotify queue overflowed; rescanning the spool")
-            rescan(reason: "overflow")
+            rescan(reason: .overflow)
         case .watch(.lost(let reason)):
             logger.error("lost the spool watch", metadata: ["reason": "\(reason)"])
             failure = SpoolWatchLostError(reason: reason)
@@ -88,11 +93,13 @@ struct SpoolLoop {
         case .tick:
             service.health.beat()
             checkDirectories()
-            let now = WallClock.monotonic()
-            if !stopping, now >= nextRescan {
-                rescan(reason: "periodic")
-            } else if !stopping, scheduler.takeRescanNeed() {
-                rescan(reason: "queue had been full")
+            let now = ContinuousClock.now
+            if stopping || scansInFlight > 0 {
+                // a scan under way sees the spool as it is now
+            } else if now >= nextRescan {
+                rescan(reason: .periodic)
+            } else if scheduler.takeRescanNeed() {
+                rescan(reason: .queueFull)
             }
             if service.totals.isStale {
                 // Rewriting it blocks on the disk: on the maintenance thread.
@@ -106,6 +113,10 @@ struct SpoolLoop {
                 lastStatus = text
                 service.notifier.status(text)
             }
+        case .scanned(let reason, let entries):
+            scanned(reason, entries)
+        case .claimed(let shard, let name, let result):
+            claimed(shard, name, result)
         case .finished(let shard, let result):
             scheduler.finished(shard)
             record(result)
@@ -143,12 +154,15 @@ struct SpoolLoop {
         logger.info("stopping", metadata: ["reason": "\(reason)"])
     }
 
-    /// With `--exit-when-idle`: once nothing is queued or running, rescan once more and stop if still idle.
+    /// With `--exit-when-idle`: once nothing is queued, running or being scanned, scan once more, and stop when
+    /// that scan finds nothing.
     mutating func checkIdle() {
-        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle else { return }
-        rescan(reason: "idle")
-        dispatch()
-        if scheduler.isIdle { beginStopping(reason: "spool drained (--exit-when-idle)") }
+        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle, scansInFlight == 0 else { return }
+        if idleScanFoundNothing {
+            beginStopping(reason: "spool drained (--exit-when-idle)")
+        } else {
+            rescan(reason: .idle)
+        }
     }
 
     /// Updates the gauges and the status line (sent to systemd at most once a second, on ticks).
@@ -175,7 +189,7 @@ struct SpoolLoop {
         // Both block (the wait sleeps, the flush fsyncs): on the maintenance thread. The pool runs until after
         // this returns; should it have stopped, the work is done here, since the last totals must be written.
         let drain: @Sendable () -> Void = {
-            gate.closeAndWait(upToSeconds: 3)
+            gate.closeAndWait(upTo: .seconds(3))
             totals.flush()
         }
         do {

@@ -33,7 +33,9 @@ public struct CommitRetriesExhaustedError: Error, Sendable, Equatable, CustomStr
 enum SpoolEvent: Sendable {
     case watch(WatchEvent)
     case tick
-    case finished(PendingShard, ShardResult)
+    case scanned(ScanReason, Result<[(name: String, info: EntryInfo)], any Error>)
+    case claimed(PendingShard, String, Result<ClaimResult, FileSystemError>?)
+    case finished(PendingShard, ClaimDisposition)
     case overlongFinished(PendingShard, String, OverlongOutcome)
     case outputReopened(Result<OutputReopenReport, any Error>)
     case shutdown
@@ -54,7 +56,7 @@ struct OutputReopenReport: Sendable {
 struct SpoolService: Service {
     let configuration: DaemonConfiguration
     let store: SpoolStore
-    let totals: TotalsBook
+    let totals: TotalsFile
     let gate: CommitGate
     let metrics: DaemonMetrics
     let health: DaemonHealth

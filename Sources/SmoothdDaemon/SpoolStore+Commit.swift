@@ -8,7 +8,7 @@ import SmoothdMetrics
 import SmoothdPipeline
 
 /// How processing one claimed shard ended.
-enum ShardResult: Sendable {
+enum ClaimDisposition: Sendable {
     /// The summary was committed and the shard moved to `done/` (or deleted); `seconds` from opening the shard
     /// to the end of its commit.
     case succeeded(WorkItem, SummaryRecord, seconds: Double)
@@ -67,11 +67,11 @@ extension SpoolStore {
     /// Growing files: the file's identity (inode, size, modification and change times) is taken when it is opened
     /// and again after the evaluation (and, for a `truncated` verdict on a file modified within ``settleSeconds``,
     /// once it has been quiet that long). If they differ, nothing is committed and the result is
-    /// ``ShardResult/unsettled(_:_:)``.
+    /// ``ClaimDisposition/unsettled(_:_:)``.
     func process(
-        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsBook, gate: CommitGate,
+        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsFile, gate: CommitGate,
         attempts: ShardAttempts = ShardAttempts()
-    ) -> ShardResult {
+    ) -> ClaimDisposition {
         do {
             // A crash (or a failed directory fsync) may have happened after the record was renamed into place:
             // finish that commit and write nothing new.
@@ -94,7 +94,7 @@ extension SpoolStore {
             return .retry(item, "\(error)")
         }
 
-        let start = WallClock.monotonic()
+        let start = ContinuousClock.now
         let fd: Int32
         do {
             fd = try work.openRegularFile(item.instance)
@@ -144,12 +144,12 @@ extension SpoolStore {
         do {
             switch outcome {
             case .success(let summary):
-                let record = SummaryRecord(summary, item: item, options: options, time: time, seconds: WallClock.monotonic() - start)
+                let record = SummaryRecord(summary, item: item, options: options, time: time, seconds: (ContinuousClock.now - start).seconds)
                 try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: record.recordBytes)
                 totals.recordSuccess(summary.accumulator, time: time, file: ShardName.summaryFile(item.instance), instance: item.instance)
                 try finishCommit(item, succeeded: true)
                 totals.commitFinished(item.instance)
-                return .succeeded(item, record, seconds: WallClock.monotonic() - start)
+                return .succeeded(item, record, seconds: (ContinuousClock.now - start).seconds)
             case .failure(let failure) where failure.kind == .ioError:
                 // Not the shard's fault (e.g. EIO): keep it claimed and try again later, a bounded number of times.
                 if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
@@ -159,7 +159,7 @@ extension SpoolStore {
                 }
                 return .retryRead(item, "cannot read shard: \(failure.reason)")
             case .failure(let failure):
-                return try commit(ErrorRecord(failure, item: item, time: time, seconds: WallClock.monotonic() - start), of: item, totals: totals)
+                return try commit(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item, totals: totals)
             }
         } catch {
             return .retry(item, "\(error)")
@@ -167,7 +167,7 @@ extension SpoolStore {
     }
 
     /// Rejects a shard the daemon could not or would not evaluate: an error record of `kind`, the shard to `failed/`.
-    private func reject(_ item: WorkItem, kind: RecordErrorKind, reason: String, gate: CommitGate, totals: TotalsBook, start: Double) -> ShardResult {
+    private func reject(_ item: WorkItem, kind: RecordErrorKind, reason: String, gate: CommitGate, totals: TotalsFile, start: ContinuousClock.Instant) -> ClaimDisposition {
         guard gate.begin() else { return .abandoned(item) }
         defer { gate.end() }
         return commitRejection(item, kind: kind, reason: reason, offset: nil, compressedBytes: item.size, totals: totals,
@@ -176,10 +176,10 @@ extension SpoolStore {
 
     /// Commits a rejection; the caller holds the commit gate.
     private func commitRejection(
-        _ item: WorkItem, kind: RecordErrorKind, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsBook, time: String,
-        start: Double
-    ) -> ShardResult {
-        let record = ErrorRecord(item, kind: kind, offset: offset, reason: reason, time: time, seconds: WallClock.monotonic() - start,
+        _ item: WorkItem, kind: RecordErrorKind, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsFile, time: String,
+        start: ContinuousClock.Instant
+    ) -> ClaimDisposition {
+        let record = ErrorRecord(item, kind: kind, offset: offset, reason: reason, time: time, seconds: (ContinuousClock.now - start).seconds,
                                  compressedBytes: compressedBytes)
         do {
             return try commit(record, of: item, totals: totals)
@@ -190,7 +190,7 @@ extension SpoolStore {
 
     /// Writes `record` durably, counts it in the totals and moves the shard to `failed/`; the caller holds the
     /// commit gate.
-    private func commit(_ record: ErrorRecord, of item: WorkItem, totals: TotalsBook) throws(FileSystemError) -> ShardResult {
+    private func commit(_ record: ErrorRecord, of item: WorkItem, totals: TotalsFile) throws(FileSystemError) -> ClaimDisposition {
         try output.writeAtomically(ShardName.errorFile(item.instance), bytes: record.recordBytes)
         totals.recordFailure(time: record.failedAt, instance: item.instance)
         try finishCommit(item, succeeded: false)
@@ -202,7 +202,7 @@ extension SpoolStore {
     /// after the rename (the directory `fsync` reported an error). Writes it again (a new temporary file, `fsync`,
     /// `rename`, directory `fsync`: a failed `fsync` is never trusted to have made anything durable) and counts
     /// it in the totals. Records counted already are left as they are.
-    func adoptRecord(_ item: WorkItem, succeeded: Bool, totals: TotalsBook) throws {
+    func adoptRecord(_ item: WorkItem, succeeded: Bool, totals: TotalsFile) throws {
         guard !totals.hasRecorded(item.instance) else { return }
         let file = succeeded ? ShardName.summaryFile(item.instance) : ShardName.errorFile(item.instance)
         let bytes = try output.readFile(file)

@@ -28,9 +28,9 @@ extension SpoolStore {
     /// name whose file is not yet in `failed/` is that earlier attempt, interrupted. If this run did not write it,
     /// the totals rebuilt at start counted it, and only the move is finished; if this run wrote it but did not
     /// count it (its directory `fsync` failed), it is written again and counted.
-    func quarantineOverlong(_ name: String, totals: TotalsBook, gate: CommitGate) -> OverlongOutcome {
+    func quarantineOverlong(_ name: String, totals: TotalsFile, gate: CommitGate) -> OverlongOutcome {
         let source = ShardName.display(name)
-        let start = WallClock.monotonic()
+        let start = ContinuousClock.now
         guard gate.begin() else { return .abandoned }
         defer { gate.end() }
         do {
@@ -63,7 +63,7 @@ extension SpoolStore {
                 let time = WallClock.iso8601(WallClock.now())
                 let record = ErrorRecord(
                     WorkItem(source: source, instance: instance, size: info.size), kind: .nameTooLong, offset: nil,
-                    reason: SpoolStore.overlongReason(source, instance: instance), time: time, seconds: WallClock.monotonic() - start,
+                    reason: SpoolStore.overlongReason(source, instance: instance), time: time, seconds: (ContinuousClock.now - start).seconds,
                     compressedBytes: info.size)
                 try output.writeAtomically(recordName, bytes: record.recordBytes)
                 totals.recordFailure(time: time, instance: instance)
@@ -84,7 +84,7 @@ extension SpoolStore {
     }
 
     /// The last step of a quarantine: `spool/NAME` to `failed/INSTANCE`, made durable.
-    private func moveOverlong(_ name: String, as instance: String, source: String, size: UInt64, totals: TotalsBook) throws -> OverlongOutcome {
+    private func moveOverlong(_ name: String, as instance: String, source: String, size: UInt64, totals: TotalsFile) throws -> OverlongOutcome {
         do {
             try spool.rename(name, to: failed, as: instance, replace: false)
         } catch {

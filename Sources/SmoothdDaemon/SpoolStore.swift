@@ -182,12 +182,12 @@ final class CommitGate: Sendable {
     /// Refuses further commits.
     func close() { state.withLock { $0.closed = true } }
 
-    /// Refuses further commits and waits up to `seconds` for the started ones to end. Blocking: call it on a
+    /// Refuses further commits and waits up to `limit` for the started ones to end. Blocking: call it on a
     /// thread of its own.
-    func closeAndWait(upToSeconds seconds: Double) {
+    func closeAndWait(upTo limit: Duration) {
         close()
-        let deadline = WallClock.monotonic() + seconds
-        while active > 0, WallClock.monotonic() < deadline { usleepShort() }
+        let deadline = ContinuousClock.now + limit
+        while active > 0, ContinuousClock.now < deadline { usleepShort() }
     }
 
     /// Commits in progress.

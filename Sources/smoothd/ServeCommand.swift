@@ -4,7 +4,7 @@ import SmoothdDaemon
 import SmoothdPipeline
 
 /// `smoothd serve`: the spool daemon. Parses flags, merges the `--config` file under them, and hands a
-/// `DaemonConfiguration` to `SmoothDaemon`, where all the logic lives.
+/// `DaemonConfiguration` to `DaemonRun`, where all the logic lives.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
@@ -85,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = try command.daemonConfiguration()
         configuration.environment = environment
         do {
-            try await SmoothDaemon(configuration: configuration, logger: logger).run()
+            try await DaemonRun(configuration: configuration, logger: logger).run()
         } catch {
             logger.critical("smoothd serve failed", metadata: ["error": "\(error)"])
             throw ExitCode.failure

@@ -14,20 +14,15 @@ import Testing
 @Suite("Spool state machine")
 struct SpoolStoreTests {
     let options = MetricOptions()
-    let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     /// A daemon's start-up: open, reconcile, rebuild the ledger, rewrite totals.
-    func start(_ dir: TempDirectory, deleteProcessed: Bool = false) throws -> (SpoolStore, TotalsBook, RecoveryReport) {
-        let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: deleteProcessed)
-        let report = try store.recover()
-        let (ledger, unreadable) = try store.rebuildLedger(options: options)
-        #expect(unreadable.isEmpty)
-        let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: logger)
-        totals.flush()
-        return (store, totals, report)
+    func start(_ dir: TempDirectory, deleteProcessed: Bool = false) throws -> (SpoolStore, TotalsFile, RecoveryReport) {
+        let started = try startStoreReporting(dir, options: options, deleteProcessed: deleteProcessed)
+        #expect(started.unreadable.isEmpty)
+        return (started.store, started.totals, started.report)
     }
 
-    func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
+    func evaluator() -> ShardEvaluator { slotEvaluator(options) }
 
     @Test func totalsEqualTheMergeOfSummariesAfterEveryStep() throws {
         let dir = TempDirectory()
@@ -35,7 +30,7 @@ struct SpoolStoreTests {
         let spool = dir.sub("spool"), out = dir.sub("out")
         let gate = CommitGate()
         var store: SpoolStore!
-        var totals: TotalsBook!
+        var totals: TotalsFile!
         var report = RecoveryReport()
         // A (re)start: the previous store is released first, as when the process dies (its flock goes with it).
         func restart() throws {

@@ -14,7 +14,7 @@ import Synchronization
 /// `file`, then `state`.
 ///
 /// `Sendable`: the mutable parts are only reached through their `Mutex`es; the other properties are immutable.
-final class TotalsBook: Sendable {
+final class TotalsFile: Sendable {
     /// The totals file's name in the output directory.
     static let fileName = "totals.json"
 
@@ -121,7 +121,7 @@ final class TotalsBook: Sendable {
         let (ledger, version, output, stale) = state.withLock { ($0.ledger, $0.version, $0.output, $0.stale) }
         guard force || stale || version > file.written else { return }
         do {
-            try output.writeAtomically(TotalsBook.fileName, bytes: ledger.record(options: options).recordBytes)
+            try output.writeAtomically(TotalsFile.fileName, bytes: ledger.record(options: options).recordBytes)
             if stale { logger.notice("totals written again after an earlier failure") }
             file.written = version
             state.withLock { $0.stale = false }
