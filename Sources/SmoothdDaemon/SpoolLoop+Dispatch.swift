@@ -74,8 +74,8 @@ extension SpoolLoop {
         }
     }
 
-    /// Starts shards while slots are free: a claimed one is processed, a spool entry claimed and then processed,
-    /// both on a worker thread (the claim is a `rename`).
+    /// Starts shards while slots are free: a claimed one is processed, a spool entry claimed (a `rename`, on the
+    /// maintenance thread) and then processed, off the loop.
     mutating func dispatch() {
         while let shard = scheduler.next(now: .now) {
             switch shard.origin {
@@ -156,15 +156,17 @@ extension SpoolLoop {
         }
     }
 
-    /// Claims the spool entry `name` and, once claimed, processes it, both on a worker thread; the claim is
-    /// reported first (``SpoolEvent/claimed(_:_:_:)``), then the result.
+    /// Claims the spool entry `name` on the maintenance thread (claims run one at a time, as ``SpoolStore/claim(_:)``
+    /// requires, and after any scan queued before them), then processes it on a worker thread; the claim is reported
+    /// first (``SpoolEvent/claimed(_:_:_:)``), then the result.
     func start(shard: PendingShard, claiming name: String) {
         let work = shardWork()
         let continuation = self.continuation
+        let claimPool = maintenancePool
         Task {
             let claim: Result<ClaimResult, FileSystemError>?
             do {
-                claim = try await work.pool.runIfActive { Result { () throws(FileSystemError) in try work.store.claim(name) } }
+                claim = try await claimPool.runIfActive { Result { () throws(FileSystemError) in try work.store.claim(name) } }
             } catch {
                 claim = nil  // shutting down: the entry stays in the spool
             }
@@ -177,8 +179,7 @@ extension SpoolLoop {
 
     /// What a worker needs to process a shard.
     func shardWork() -> ShardWork {
-        ShardWork(store: service.store, evaluator: service.evaluator, options: configuration.evaluation.metrics, totals: service.totals,
-                  gate: service.gate, pool: workPool)
+        ShardWork(service: service, pool: workPool)
     }
 }
 
@@ -192,20 +193,21 @@ struct UnclaimableEntry: Sendable, Equatable {
     var notBefore: ContinuousClock.Instant
 }
 
-/// The parts a worker thread uses to process a claimed shard.
+/// The service's parts a worker thread uses to process a claimed shard, and the pool it runs on.
 struct ShardWork: Sendable {
-    let store: SpoolStore
-    let evaluator: ShardEvaluator
-    let options: MetricOptions
-    let totals: TotalsFile
-    let gate: CommitGate
+    let service: SpoolService
     let pool: NIOThreadPool
+
+    /// The spool store.
+    var store: SpoolStore { service.store }
 
     /// Evaluates and commits `item` on the pool; `abandoned` when the pool has stopped.
     func process(_ item: WorkItem, _ attempts: ShardAttempts) async -> ClaimDisposition {
+        let service = self.service
         do {
             return try await pool.runIfActive {
-                store.process(item, evaluator: evaluator, options: options, totals: totals, gate: gate, attempts: attempts)
+                service.store.process(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
+                                      totals: service.totals, gate: service.gate, attempts: attempts)
             }
         } catch {
             return .abandoned(item)

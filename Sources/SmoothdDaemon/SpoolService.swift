@@ -75,7 +75,8 @@ struct SpoolService: Service {
         watchPool.start()
         let workPool = NIOThreadPool(numberOfThreads: configuration.maxInflight)
         workPool.start()
-        // Re-opening a deleted output directory waits for commits in progress: a thread of its own.
+        // Scans, claims (one at a time), re-opening a deleted output directory (it waits for commits in progress)
+        // and the last flush: one thread of their own, off the loop.
         let maintenancePool = NIOThreadPool(numberOfThreads: 1)
         maintenancePool.start()
         let watchTask = Task {
