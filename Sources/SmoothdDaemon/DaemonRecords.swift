@@ -116,7 +116,9 @@ struct ErrorRecord: Sendable, JSONObjectEncodable {
     var jsonMembers: [(String, JSONValue)] {
         var members: [(String, JSONValue)] = [
             ("shard", .string(shard)), ("ok", .bool(false)),
-            ("error", .object([("kind", .string(kind.name)), ("offset", offset.map { .int(Int64(clamping: $0)) } ?? .null), ("reason", .string(reason))])),
+            ("error", .object([
+                ("kind", .string(kind.name)), ("offset", offset.map { .int(Int64(clamping: $0)) } ?? .null), ("reason", .string(reason)),
+            ])),
         ]
         if let instance { members.append(("instance", .string(instance))) }
         members += [("failed_at", .string(failedAt)), ("processing_seconds", .double(processingSeconds)),

@@ -45,7 +45,9 @@ extension SpoolLoop {
         Task {
             let entries: Result<[(name: String, info: EntryInfo)], any Error>
             do {
-                entries = try await pool.runIfActive { Result { () throws(FileSystemError) in try store.scanSpoolEntries() }.mapError { $0 as any Error } }
+                entries = try await pool.runIfActive {
+                    Result { () throws(FileSystemError) in try store.scanSpoolEntries() }.mapError { $0 as any Error }
+                }
             } catch {
                 entries = .failure(error)
             }
