@@ -7,22 +7,22 @@ public final class DaemonHealth: Sendable {
     private struct State {
         var ready = false
         var stopping = false
-        var heartbeat: Double
+        var heartbeat: ContinuousClock.Instant
         var problem: String?
     }
 
     private let state: Mutex<State>
     /// How old the last heartbeat may be before the service counts as stuck.
-    let staleAfter: Double
+    let staleAfter: Duration
 
-    /// Creates a health record; the loop counts as stuck when it has not beaten for `staleAfter` seconds.
-    public init(staleAfter: Double = 15) {
+    /// Creates a health record; the loop counts as stuck when it has not beaten for `staleAfter`.
+    public init(staleAfter: Duration = .seconds(15)) {
         self.staleAfter = staleAfter
-        state = Mutex(State(heartbeat: WallClock.monotonic()))
+        state = Mutex(State(heartbeat: .now))
     }
 
     /// Records that the spool loop is alive.
-    func beat() { state.withLock { $0.heartbeat = WallClock.monotonic() } }
+    func beat() { state.withLock { $0.heartbeat = .now } }
 
     /// Marks the service as watching (or not).
     func setReady(_ ready: Bool) { state.withLock { $0.ready = ready } }
@@ -34,14 +34,14 @@ public final class DaemonHealth: Sendable {
     func setProblem(_ problem: String?) { state.withLock { $0.problem = problem } }
 
     /// Whether the loop has beaten recently (the watchdog pings only then).
-    public var isAlive: Bool { state.withLock { WallClock.monotonic() - $0.heartbeat <= staleAfter } }
+    public var isAlive: Bool { state.withLock { ContinuousClock.now - $0.heartbeat <= staleAfter } }
 
     /// `nil` when healthy, else why not (for `/healthz`).
     public var unhealthyReason: String? {
         state.withLock { s in
             if s.stopping { return s.problem.map { "stopping: \($0)" } ?? "stopping" }
             if !s.ready { return "starting" }
-            if WallClock.monotonic() - s.heartbeat > staleAfter { return "spool loop not responding" }
+            if ContinuousClock.now - s.heartbeat > staleAfter { return "spool loop not responding" }
             return s.problem
         }
     }

@@ -1,3 +1,5 @@
+import DequeModule
+
 /// A shard that was claimed into the work directory: `work/INSTANCE` holds the producer's file `SOURCE`.
 public struct WorkItem: Sendable, Hashable {
     /// The producer's file name, e.g. `a.lshd.zst`.
@@ -24,8 +26,8 @@ struct PendingShard: Sendable, Equatable {
     var size: UInt64
     /// Arrival order.
     var sequence: UInt64
-    /// Monotonic time before which it must not start (retries after an I/O error), or `nil`.
-    var notBefore: Double?
+    /// When it may start at the earliest (retries after an I/O error), or `nil`.
+    var notBefore: ContinuousClock.Instant?
 
     /// A key unique among pending shards.
     var key: String {
@@ -51,8 +53,8 @@ struct ShardScheduler: Sendable {
     /// The most shards kept in the queue.
     let maxPending: Int
 
-    private var small = FIFO<PendingShard>()
-    private var large = FIFO<PendingShard>()
+    private var small = Deque<PendingShard>()
+    private var large = Deque<PendingShard>()
     private var delayed: [PendingShard] = []
     private var keys: Set<String> = []
     private var nextSequence: UInt64 = 0
@@ -84,7 +86,7 @@ struct ShardScheduler: Sendable {
 
     /// Adds a shard unless it is already waiting or the queue is full.
     @discardableResult
-    mutating func enqueue(_ origin: PendingShard.Origin, size: UInt64, notBefore: Double? = nil) -> EnqueueResult {
+    mutating func enqueue(_ origin: PendingShard.Origin, size: UInt64, notBefore: ContinuousClock.Instant? = nil) -> EnqueueResult {
         var shard = PendingShard(origin: origin, size: size, sequence: nextSequence, notBefore: notBefore)
         guard !keys.contains(shard.key) else { return .duplicate }
         if case .spool = origin, keys.count >= maxPending {
@@ -114,8 +116,8 @@ struct ShardScheduler: Sendable {
     /// Whether `shard` counts as large.
     func isLarge(_ shard: PendingShard) -> Bool { shard.size >= largeThreshold }
 
-    /// The next shard to start at monotonic time `now`, marking it in flight; `nil` when no slot or no shard is ready.
-    mutating func next(now: Double) -> PendingShard? {
+    /// The next shard to start at `now`, marking it in flight; `nil` when no slot or no shard is ready.
+    mutating func next(now: ContinuousClock.Instant) -> PendingShard? {
         guard inflight < maxInflight else { return nil }
         if !delayed.isEmpty {
             var still: [PendingShard] = []
@@ -151,39 +153,14 @@ struct ShardScheduler: Sendable {
     }
 
     /// The earliest time a delayed retry becomes ready, if any.
-    var nextRetryTime: Double? { delayed.compactMap(\.notBefore).min() }
+    var nextRetryTime: ContinuousClock.Instant? { delayed.compactMap(\.notBefore).min() }
 }
 
-/// A first-in first-out queue with amortized O(1) removal at the front.
-struct FIFO<Element: Sendable>: Sendable {
-    private var storage: [Element] = []
-    private var head = 0
-
-    /// The front element.
-    var first: Element? { head < storage.count ? storage[head] : nil }
-    /// Number of elements.
-    var count: Int { storage.count - head }
-
-    /// Appends at the back.
-    mutating func append(_ element: Element) { storage.append(element) }
-
-    /// Removes the front element; the queue must not be empty.
-    mutating func removeFirst() -> Element {
-        let element = storage[head]
-        head += 1
-        if head > 64, head * 2 > storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
-        return element
-    }
-}
-
-extension FIFO where Element == PendingShard {
-    /// Inserts keeping arrival order (for retries that rejoin the queue).
+extension Deque where Element == PendingShard {
+    /// Inserts keeping arrival order (for retries that rejoin the queue; they rejoin near the back).
     mutating func insertOrdered(_ element: PendingShard) {
-        var index = storage.count
-        while index > head, storage[index - 1].sequence > element.sequence { index -= 1 }
-        storage.insert(element, at: index)
+        var index = endIndex
+        while index > startIndex, self[index - 1].sequence > element.sequence { index -= 1 }
+        insert(element, at: index)
     }
 }

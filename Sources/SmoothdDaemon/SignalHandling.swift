@@ -14,7 +14,7 @@ import Synchronization
 /// output and metric options shape records already written), so it logs that a restart is needed and goes on.
 /// SIGUSR1, SIGUSR2 and SIGALRM are ignored, each logged the first time only.
 ///
-/// Not `Sendable`: it lives in ``SmoothDaemon/run()`` and is only cancelled there; the handlers share only the
+/// Not `Sendable`: it lives in ``DaemonRun/run()`` and is only cancelled there; the handlers share only the
 /// `Sendable` ``SignalReporter``.
 final class SignalHandling {
     /// The signals handled, with their names.

@@ -7,41 +7,14 @@ import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
 
-/// Facts about a shard whose summary was committed.
-struct ShardFacts: Sendable, Equatable {
-    /// Rows read.
-    var rows: UInt64
-    /// Rows counted in the metrics.
-    var countedRows: UInt64
-    /// Bytes of the zstd file.
-    var compressedBytes: UInt64
-    /// Bytes of the decompressed LSHD payload.
-    var payloadBytes: UInt64
-    /// Time spent evaluating and committing.
-    var seconds: Double
-}
-
-/// Facts about a shard that was quarantined.
-struct FailureFacts: Sendable, Equatable {
-    /// Why it is invalid.
-    var reason: String
-    /// The error's kind.
-    var kind: String
-    /// Payload offset where the problem was found.
-    var offset: UInt64?
-    /// Bytes of the zstd file.
-    var compressedBytes: UInt64
-    /// Time spent.
-    var seconds: Double
-}
-
 /// How processing one claimed shard ended.
-enum ShardResult: Sendable {
-    /// The summary was committed and the shard moved to `done/` (or deleted).
-    case succeeded(WorkItem, ShardFacts)
+enum ClaimDisposition: Sendable {
+    /// The summary was committed and the shard moved to `done/` (or deleted); `seconds` from opening the shard
+    /// to the end of its commit.
+    case succeeded(WorkItem, SummaryRecord, seconds: Double)
     /// The shard is invalid, or was rejected (unreadable, kept changing): `NAME.error.json` written, the shard
     /// moved to `failed/`.
-    case failed(WorkItem, FailureFacts)
+    case failed(WorkItem, ErrorRecord)
     /// Its record already existed (a commit interrupted by a crash or an I/O error); only the move was finished.
     case completedEarlierCommit(WorkItem, succeeded: Bool)
     /// An I/O error while committing (output full, read-only, failing `fsync`): the shard stays claimed and is
@@ -61,7 +34,7 @@ enum ShardResult: Sendable {
     /// The shard concerned.
     var item: WorkItem {
         switch self {
-        case .succeeded(let i, _), .failed(let i, _), .completedEarlierCommit(let i, _), .retry(let i, _), .retryRead(let i, _),
+        case .succeeded(let i, _, _), .failed(let i, _), .completedEarlierCommit(let i, _), .retry(let i, _), .retryRead(let i, _),
              .unsettled(let i, _), .abandoned(let i), .ignored(let i):
             return i
         }
@@ -76,15 +49,6 @@ struct ShardAttempts: Sendable, Equatable {
     var changes = 0
     /// Earlier attempts whose commit failed.
     var commitFailures = 0
-}
-
-/// `kind` values of the error records the daemon writes itself, besides the shard format's kinds.
-enum RejectionKind {
-    /// The shard cannot be opened for reading (`EACCES`/`EPERM`: owned by another user, mode 000 …), or reading
-    /// it kept failing.
-    static let unreadable = "unreadable"
-    /// The file kept changing while it was read: a producer writing in place instead of renaming.
-    static let unstable = "unstable_file"
 }
 
 extension SpoolStore {
@@ -103,11 +67,11 @@ extension SpoolStore {
     /// Growing files: the file's identity (inode, size, modification and change times) is taken when it is opened
     /// and again after the evaluation (and, for a `truncated` verdict on a file modified within ``settleSeconds``,
     /// once it has been quiet that long). If they differ, nothing is committed and the result is
-    /// ``ShardResult/unsettled(_:_:)``.
+    /// ``ClaimDisposition/unsettled(_:_:)``.
     func process(
-        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsBook, gate: CommitGate,
+        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsFile, gate: CommitGate,
         attempts: ShardAttempts = ShardAttempts()
-    ) -> ShardResult {
+    ) -> ClaimDisposition {
         do {
             // A crash (or a failed directory fsync) may have happened after the record was renamed into place:
             // finish that commit and write nothing new.
@@ -130,7 +94,7 @@ extension SpoolStore {
             return .retry(item, "\(error)")
         }
 
-        let start = WallClock.monotonic()
+        let start = ContinuousClock.now
         let fd: Int32
         do {
             fd = try work.openRegularFile(item.instance)
@@ -140,11 +104,11 @@ extension SpoolStore {
                 try? work.rename(item.instance, to: spool, as: item.source, replace: false)
                 return .ignored(item)
             case EACCES, EPERM:
-                return reject(item, kind: RejectionKind.unreadable, reason: "cannot open the shard for reading: "
+                return reject(item, kind: .unreadable, reason: "cannot open the shard for reading: "
                     + "\(String(cString: strerror(error.errorNumber))) (check its owner and mode)", gate: gate, totals: totals, start: start)
             default:
                 if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
-                    return reject(item, kind: RejectionKind.unreadable, reason: "cannot open the shard: \(String(cString: strerror(error.errorNumber))) "
+                    return reject(item, kind: .unreadable, reason: "cannot open the shard: \(String(cString: strerror(error.errorNumber))) "
                         + "(\(attempts.readFailures + 1) attempts)", gate: gate, totals: totals, start: start)
                 }
                 return .retryRead(item, "\(error)")
@@ -167,7 +131,7 @@ extension SpoolStore {
         if before == nil || before != after {
             let what = "the file changed while it was read (\(before?.description ?? "?") -> \(after?.description ?? "?"))"
             if attempts.changes + 1 >= SpoolStore.maximumChanges {
-                return reject(item, kind: RejectionKind.unstable, reason: "the file kept changing while it was read "
+                return reject(item, kind: .unstableFile, reason: "the file kept changing while it was read "
                     + "(\(attempts.changes + 1) attempts); producers must write under a temporary name and rename when done",
                     gate: gate, totals: totals, start: start)
             }
@@ -180,34 +144,22 @@ extension SpoolStore {
         do {
             switch outcome {
             case .success(let summary):
-                let seconds = WallClock.monotonic() - start
-                let record = SpoolStore.summaryRecord(summary, item: item, options: options, time: time, seconds: seconds)
-                try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: Array((record.serialized(pretty: true) + "\n").utf8))
+                let record = SummaryRecord(summary, item: item, options: options, time: time, seconds: (ContinuousClock.now - start).seconds)
+                try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: record.recordBytes)
                 totals.recordSuccess(summary.accumulator, time: time, file: ShardName.summaryFile(item.instance), instance: item.instance)
                 try finishCommit(item, succeeded: true)
                 totals.commitFinished(item.instance)
-                return .succeeded(item, ShardFacts(
-                    rows: summary.accumulator.rows, countedRows: summary.accumulator.countedRows,
-                    compressedBytes: summary.compressedBytes, payloadBytes: summary.payloadBytes,
-                    seconds: WallClock.monotonic() - start))
+                return .succeeded(item, record, seconds: (ContinuousClock.now - start).seconds)
             case .failure(let failure) where failure.kind == .ioError:
                 // Not the shard's fault (e.g. EIO): keep it claimed and try again later, a bounded number of times.
                 if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
-                    return commitRejection(item, kind: RejectionKind.unreadable, reason: "cannot read the shard: \(failure.reason) "
+                    return commitRejection(item, kind: .unreadable, reason: "cannot read the shard: \(failure.reason) "
                         + "(\(attempts.readFailures + 1) attempts)", offset: failure.offset, compressedBytes: failure.compressedBytes,
                         totals: totals, time: time, start: start)
                 }
                 return .retryRead(item, "cannot read shard: \(failure.reason)")
             case .failure(let failure):
-                let seconds = WallClock.monotonic() - start
-                let record = SpoolStore.errorRecord(failure, item: item, time: time, seconds: seconds)
-                try output.writeAtomically(ShardName.errorFile(item.instance), bytes: Array((record.serialized(pretty: true) + "\n").utf8))
-                totals.recordFailure(time: time, instance: item.instance)
-                try finishCommit(item, succeeded: false)
-                totals.commitFinished(item.instance)
-                return .failed(item, FailureFacts(
-                    reason: failure.reason, kind: failure.kind.name, offset: failure.offset,
-                    compressedBytes: failure.compressedBytes, seconds: seconds))
+                return try commit(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item, totals: totals)
             }
         } catch {
             return .retry(item, "\(error)")
@@ -215,7 +167,7 @@ extension SpoolStore {
     }
 
     /// Rejects a shard the daemon could not or would not evaluate: an error record of `kind`, the shard to `failed/`.
-    private func reject(_ item: WorkItem, kind: String, reason: String, gate: CommitGate, totals: TotalsBook, start: Double) -> ShardResult {
+    private func reject(_ item: WorkItem, kind: RecordErrorKind, reason: String, gate: CommitGate, totals: TotalsFile, start: ContinuousClock.Instant) -> ClaimDisposition {
         guard gate.begin() else { return .abandoned(item) }
         defer { gate.end() }
         return commitRejection(item, kind: kind, reason: reason, offset: nil, compressedBytes: item.size, totals: totals,
@@ -224,32 +176,33 @@ extension SpoolStore {
 
     /// Commits a rejection; the caller holds the commit gate.
     private func commitRejection(
-        _ item: WorkItem, kind: String, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsBook, time: String, start: Double
-    ) -> ShardResult {
-        let seconds = WallClock.monotonic() - start
-        let record = JSONValue.object([
-            ("shard", .string(item.source)), ("ok", .bool(false)),
-            ("error", .object([("kind", .string(kind)), ("offset", offset.map { .int(Int64(clamping: $0)) } ?? .null), ("reason", .string(reason))])),
-        ] + (item.instance != item.source ? [("instance", .string(item.instance))] : []) + [
-            ("failed_at", .string(time)), ("processing_seconds", .double(seconds)),
-            ("compressed_bytes", .int(Int64(clamping: compressedBytes))),
-        ])
+        _ item: WorkItem, kind: RecordErrorKind, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsFile, time: String,
+        start: ContinuousClock.Instant
+    ) -> ClaimDisposition {
+        let record = ErrorRecord(item, kind: kind, offset: offset, reason: reason, time: time, seconds: (ContinuousClock.now - start).seconds,
+                                 compressedBytes: compressedBytes)
         do {
-            try output.writeAtomically(ShardName.errorFile(item.instance), bytes: Array((record.serialized(pretty: true) + "\n").utf8))
-            totals.recordFailure(time: time, instance: item.instance)
-            try finishCommit(item, succeeded: false)
-            totals.commitFinished(item.instance)
+            return try commit(record, of: item, totals: totals)
         } catch {
             return .retry(item, "\(error)")
         }
-        return .failed(item, FailureFacts(reason: reason, kind: kind, offset: offset, compressedBytes: compressedBytes, seconds: seconds))
+    }
+
+    /// Writes `record` durably, counts it in the totals and moves the shard to `failed/`; the caller holds the
+    /// commit gate.
+    private func commit(_ record: ErrorRecord, of item: WorkItem, totals: TotalsFile) throws(FileSystemError) -> ClaimDisposition {
+        try output.writeAtomically(ShardName.errorFile(item.instance), bytes: record.recordBytes)
+        totals.recordFailure(time: record.failedAt, instance: item.instance)
+        try finishCommit(item, succeeded: false)
+        totals.commitFinished(item.instance)
+        return .failed(item, record)
     }
 
     /// A record of `item` exists in the output directory although this run has not counted it: its write failed
     /// after the rename (the directory `fsync` reported an error). Writes it again (a new temporary file, `fsync`,
     /// `rename`, directory `fsync`: a failed `fsync` is never trusted to have made anything durable) and counts
     /// it in the totals. Records counted already are left as they are.
-    func adoptRecord(_ item: WorkItem, succeeded: Bool, totals: TotalsBook) throws {
+    func adoptRecord(_ item: WorkItem, succeeded: Bool, totals: TotalsFile) throws {
         guard !totals.hasRecorded(item.instance) else { return }
         let file = succeeded ? ShardName.summaryFile(item.instance) : ShardName.errorFile(item.instance)
         let bytes = try output.readFile(file)
@@ -299,35 +252,6 @@ extension SpoolStore {
         }
         try destination.sync()
         try work.sync()
-    }
-
-    /// `NAME.summary.json`: the `eval --json` shard entry (its `meta` replaced by `null` and a `meta_omitted`
-    /// object when it is larger or deeper than ``SummaryMeta`` allows), plus `instance` (when the name was reused),
-    /// `processed_at`, `processing_seconds`, the byte counts and the exact accumulator `state` that totals merge.
-    static func summaryRecord(_ summary: ShardSummary, item: WorkItem, options: MetricOptions, time: String, seconds: Double) -> JSONValue {
-        var members = summary.entry(options: options).objectMembers ?? [("shard", .string(item.source))]
-        if let meta = summary.header.meta, let omitted = SummaryMeta.reasonToOmit(meta) {
-            members.set("meta", .null)
-            members.set("meta_omitted", .object([("reason", .string(omitted)), ("meta_bytes", .int(Int64(summary.header.metaLength)))]))
-        }
-        if item.instance != item.source { members.set("instance", .string(item.instance)) }
-        members.set("processed_at", .string(time))
-        members.set("processing_seconds", .double(seconds))
-        members.set("compressed_bytes", .int(Int64(clamping: summary.compressedBytes)))
-        members.set("payload_bytes", .int(Int64(clamping: summary.payloadBytes)))
-        members.set("state", summary.accumulator.jsonState())
-        return .object(members)
-    }
-
-    /// `NAME.error.json`: the `eval --json` failure entry (`error` holds `reason`, `offset`, `kind`), plus
-    /// `instance` (when the name was reused), `failed_at`, `processing_seconds` and `compressed_bytes`.
-    static func errorRecord(_ failure: ShardFailure, item: WorkItem, time: String, seconds: Double) -> JSONValue {
-        var members = failure.entry().objectMembers ?? [("shard", .string(item.source)), ("ok", .bool(false))]
-        if item.instance != item.source { members.set("instance", .string(item.instance)) }
-        members.set("failed_at", .string(time))
-        members.set("processing_seconds", .double(seconds))
-        members.set("compressed_bytes", .int(Int64(clamping: failure.compressedBytes)))
-        return .object(members)
     }
 }
 

@@ -7,19 +7,14 @@ import SmoothdJSON
 
 /// How the quarantine of a shard with an overlong name ended.
 enum OverlongOutcome: Sendable {
-    /// Its error record is committed and the file is in `failed/` under `item.instance`.
-    case quarantined(WorkItem, FailureFacts)
+    /// Its error record is committed and the file (of `compressedBytes`) is in `failed/` under `item.instance`.
+    case quarantined(WorkItem, compressedBytes: UInt64)
     /// The entry is gone (the producer removed it), or is not a regular file.
     case vanished
     /// Shutdown closed the commit gate first; the file stays in the spool.
     case abandoned
     /// A file-system error; the file stays in the spool (and is tried again after a backoff).
     case failed(FileSystemError)
-}
-
-extension RejectionKind {
-    /// The name is too long for the records derived from it (see ``ShardName/maximumLength``).
-    static let nameTooLong = "name_too_long"
 }
 
 extension SpoolStore {
@@ -33,9 +28,9 @@ extension SpoolStore {
     /// name whose file is not yet in `failed/` is that earlier attempt, interrupted. If this run did not write it,
     /// the totals rebuilt at start counted it, and only the move is finished; if this run wrote it but did not
     /// count it (its directory `fsync` failed), it is written again and counted.
-    func quarantineOverlong(_ name: String, totals: TotalsBook, gate: CommitGate) -> OverlongOutcome {
+    func quarantineOverlong(_ name: String, totals: TotalsFile, gate: CommitGate) -> OverlongOutcome {
         let source = ShardName.display(name)
-        let start = WallClock.monotonic()
+        let start = ContinuousClock.now
         guard gate.begin() else { return .abandoned }
         defer { gate.end() }
         do {
@@ -62,24 +57,18 @@ extension SpoolStore {
                         totals.recordFailure(time: time, instance: instance)
                         overlongAttempts.withLock { $0[instance] = true }
                     }
-                    return try moveOverlong(name, as: instance, source: source, size: info.size, totals: totals, start: start)
+                    return try moveOverlong(name, as: instance, source: source, size: info.size, totals: totals)
                 }
                 overlongAttempts.withLock { $0[instance] = false }
                 let time = WallClock.iso8601(WallClock.now())
-                let record = JSONValue.object([
-                    ("shard", .string(source)), ("ok", .bool(false)),
-                    ("error", .object([
-                        ("kind", .string(RejectionKind.nameTooLong)), ("offset", .null),
-                        ("reason", .string(SpoolStore.overlongReason(source, instance: instance))),
-                    ])),
-                    ("instance", .string(instance)), ("failed_at", .string(time)),
-                    ("processing_seconds", .double(WallClock.monotonic() - start)),
-                    ("compressed_bytes", .int(Int64(clamping: info.size))),
-                ])
-                try output.writeAtomically(recordName, bytes: Array((record.serialized(pretty: true) + "\n").utf8))
+                let record = ErrorRecord(
+                    WorkItem(source: source, instance: instance, size: info.size), kind: .nameTooLong, offset: nil,
+                    reason: SpoolStore.overlongReason(source, instance: instance), time: time, seconds: (ContinuousClock.now - start).seconds,
+                    compressedBytes: info.size)
+                try output.writeAtomically(recordName, bytes: record.recordBytes)
                 totals.recordFailure(time: time, instance: instance)
                 overlongAttempts.withLock { $0[instance] = true }
-                return try moveOverlong(name, as: instance, source: source, size: info.size, totals: totals, start: start)
+                return try moveOverlong(name, as: instance, source: source, size: info.size, totals: totals)
             }
         } catch let error as FileSystemError {
             return .failed(error)
@@ -95,7 +84,7 @@ extension SpoolStore {
     }
 
     /// The last step of a quarantine: `spool/NAME` to `failed/INSTANCE`, made durable.
-    private func moveOverlong(_ name: String, as instance: String, source: String, size: UInt64, totals: TotalsBook, start: Double) throws -> OverlongOutcome {
+    private func moveOverlong(_ name: String, as instance: String, source: String, size: UInt64, totals: TotalsFile) throws -> OverlongOutcome {
         do {
             try spool.rename(name, to: failed, as: instance, replace: false)
         } catch {
@@ -105,9 +94,6 @@ extension SpoolStore {
         try failed.sync()
         try spool.sync()
         totals.commitFinished(instance)
-        let reason = SpoolStore.overlongReason(source, instance: instance)
-        return .quarantined(
-            WorkItem(source: source, instance: instance, size: size),
-            FailureFacts(reason: reason, kind: RejectionKind.nameTooLong, offset: nil, compressedBytes: size, seconds: WallClock.monotonic() - start))
+        return .quarantined(WorkItem(source: source, instance: instance, size: size), compressedBytes: size)
     }
 }

@@ -182,6 +182,14 @@ final class CommitGate: Sendable {
     /// Refuses further commits.
     func close() { state.withLock { $0.closed = true } }
 
+    /// Refuses further commits and waits up to `limit` for the started ones to end. Blocking: call it on a
+    /// thread of its own.
+    func closeAndWait(upTo limit: Duration) {
+        close()
+        let deadline = ContinuousClock.now + limit
+        while active > 0, ContinuousClock.now < deadline { usleepShort() }
+    }
+
     /// Commits in progress.
     var active: Int { state.withLock { $0.active } }
 }

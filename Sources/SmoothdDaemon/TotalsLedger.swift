@@ -1,4 +1,3 @@
-import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
 
@@ -58,29 +57,15 @@ public struct TotalsLedger: Sendable, Equatable {
         if lastTime.map({ time > $0 }) ?? true { lastTime = time }
     }
 
-    /// The `totals.json` object: the `eval --json` total for these shards, then `first_processed_at` and
-    /// `last_processed_at`.
-    public func json(options: MetricOptions) -> JSONValue {
-        var members = ShardReport.total(accumulator: accumulator, shardsOK: shardsOK, shardsFailed: shardsFailed, options: options)
-            .objectMembers ?? []
-        members.set("first_processed_at", firstTime.map { .string($0) } ?? .null)
-        members.set("last_processed_at", lastTime.map { .string($0) } ?? .null)
-        return .object(members)
+    /// The `totals.json` record: the `eval --json` total for these shards and the first and last record times.
+    func record(options: MetricOptions) -> TotalsRecord {
+        TotalsRecord(
+            total: TotalReport(accumulator: accumulator, shardsOK: shardsOK, shardsFailed: shardsFailed, options: options),
+            firstProcessedAt: firstTime, lastProcessedAt: lastTime)
     }
 
     /// The headline values for the Prometheus gauges.
     public func headline(options: MetricOptions) -> MetricValues {
         MetricValues(accumulator, options: options)
-    }
-}
-
-extension Array where Element == (String, JSONValue) {
-    /// Replaces the value under `key`, or appends it.
-    mutating func set(_ key: String, _ value: JSONValue) {
-        if let index = firstIndex(where: { $0.0 == key }) {
-            self[index].1 = value
-        } else {
-            append((key, value))
-        }
     }
 }

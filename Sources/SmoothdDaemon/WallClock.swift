@@ -4,19 +4,12 @@ import Glibc
 import Musl
 #endif
 
-/// Wall-clock and monotonic time in the forms the daemon writes.
+/// Wall-clock time in the forms the daemon writes (intervals and deadlines use `ContinuousClock`).
 public enum WallClock {
     /// Seconds since the Unix epoch, with sub-second precision.
     public static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    /// Seconds from an arbitrary fixed point that never jumps (CLOCK_MONOTONIC).
-    public static func monotonic() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 

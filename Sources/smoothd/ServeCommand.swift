@@ -1,9 +1,10 @@
 import ArgumentParser
 import Logging
 import SmoothdDaemon
+import SmoothdPipeline
 
 /// `smoothd serve`: the spool daemon. Parses flags, merges the `--config` file under them, and hands a
-/// `DaemonConfiguration` to `SmoothDaemon`, where all the logic lives.
+/// `DaemonConfiguration` to `DaemonRun`, where all the logic lives.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
@@ -29,13 +30,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Config file of 'key = value' lines; command-line flags win over it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Address for /metrics and /healthz, or 'none'. (default: 127.0.0.1:9464)", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Address for /metrics and /healthz, or 'none'. (default: \(ServeCommand.defaults.metricsListen?.description ?? "none"))", valueName: "host:port"))
     var metricsListen: String?
 
     @Option(help: ArgumentHelp("Also write the metrics atomically to this file, for node_exporter's textfile collector.", valueName: "path"))
     var textfile: String?
 
-    @Option(help: ArgumentHelp("Shards processed at once; --threads and --memory-budget are shared among them. (default: 2)", valueName: "n"))
+    @Option(help: ArgumentHelp("Shards processed at once; --threads and --memory-budget are shared among them. (default: \(ServeCommand.defaults.maxInflight))", valueName: "n"))
     var maxInflight: Int?
 
     @Flag(inversion: .prefixedNo, help: "Delete shards once their summary is committed, instead of moving them to SPOOL/done/.")
@@ -44,19 +45,22 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Process everything in the spool, then exit 0 (batch mode).")
     var exitWhenIdle: Bool?
 
-    @Option(help: ArgumentHelp("Seconds between full rescans of the spool (for NFS, where inotify misses writes). (default: 30)", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds between full rescans of the spool, which find shards inotify did not report (on NFS and other network filesystems, changes made on other hosts raise no event). (default: \(ServeCommand.defaults.rescanInterval.components.seconds))", valueName: "seconds"))
     var rescanInterval: Double?
 
-    @Option(help: ArgumentHelp("Seconds SIGTERM waits for shards in flight before abandoning them (0-8). (default: 5)", valueName: "seconds"))
+    @Option(help: ArgumentHelp("Seconds SIGTERM waits for shards in flight before abandoning them (0-8). (default: \(ServeCommand.defaults.shutdownGrace.components.seconds))", valueName: "seconds"))
     var shutdownGrace: Double?
 
-    @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing. (default: 67108864)", valueName: "bytes"))
+    @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing. (default: \(ServeCommand.defaults.largeShardBytes))", valueName: "bytes"))
     var largeShardBytes: UInt64?
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. (default: info)", valueName: "level"))
     var logLevel: String?
 
     @OptionGroup var metricOptions: MetricOptionGroup
+
+    /// The configuration's defaults, which the help texts show (so they are written once, in `DaemonConfiguration`).
+    static let defaults = DaemonConfiguration(spoolDirectory: "", outputDirectory: "", evaluation: EvaluationOptions())
 
     /// Keys of the config file that are flags (`true`/`false`).
     static let flagKeys: Set<String> = ["delete-processed", "exit-when-idle"]
@@ -81,7 +85,7 @@ struct ServeCommand: AsyncParsableCommand {
         var configuration = try command.daemonConfiguration()
         configuration.environment = environment
         do {
-            try await SmoothDaemon(configuration: configuration, logger: logger).run()
+            try await DaemonRun(configuration: configuration, logger: logger).run()
         } catch {
             logger.critical("smoothd serve failed", metadata: ["error": "\(error)"])
             throw ExitCode.failure
@@ -103,7 +107,7 @@ struct ServeCommand: AsyncParsableCommand {
         return level
     }
 
-    /// The daemon configuration these options describe (defaults from `DaemonConfiguration`).
+    /// The daemon configuration these options describe (what is not given keeps its `DaemonConfiguration` default).
     func daemonConfiguration() throws -> DaemonConfiguration {
         guard let spool, !spool.isEmpty else { throw ValidationError("--spool is required (on the command line or in the config file)") }
         guard let output, !output.isEmpty else { throw ValidationError("--output is required (on the command line or in the config file)") }

@@ -9,7 +9,7 @@ import Testing
 @testable import SmoothdDaemon
 
 /// The whole service group run inside the test process (no signals), in batch mode.
-@Suite("SmoothDaemon in process")
+@Suite("DaemonRun in process")
 struct DaemonInProcessTests {
     @Test func drainsTheSpoolWritesTheTextfileAndExits() async throws {
         let dir = TempDirectory()
@@ -31,7 +31,7 @@ struct DaemonInProcessTests {
         configuration.handleSignals = false
         configuration.textfilePath = dir.sub("smoothd.prom")
         configuration.maxInflight = 3
-        let daemon = SmoothDaemon(configuration: configuration, logger: logger)
+        let daemon = DaemonRun(configuration: configuration, logger: logger)
         try await daemon.run()
 
         try expectTotalsMatchRecords(output: out, options: MetricOptions())

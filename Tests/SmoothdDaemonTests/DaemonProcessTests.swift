@@ -298,9 +298,9 @@ struct DaemonProcessTests {
                 logPath: log)
             // ...more arrive while it runs, and it is killed: on even cycles at a random moment, on odd cycles
             // a few milliseconds after it has claimed a shard (so the kill lands inside processing or a commit).
-            let killAt = WallClock.monotonic() + Double(30 + Int(generator.next() % 500)) / 1000
+            let killAt = TestClock.seconds() + Double(30 + Int(generator.next() % 500)) / 1000
             var i = 0
-            while WallClock.monotonic() < killAt {
+            while TestClock.seconds() < killAt {
                 try produce("k\(cycle)-run\(i).lshd.zst")
                 i += 1
                 usleep(UInt32(2_000 + generator.next() % 30_000))

@@ -62,9 +62,9 @@ struct DiskFaultProcessTests {
 
         // 2. Room again: every shard is committed once by its next retry.
         #expect(unlink(filler) == 0)
-        let freed = WallClock.monotonic()
+        let freed = TestClock.seconds()
         #expect(eventually(timeout: 90) { summaries().count == 6 && claimed().isEmpty }, "\(daemon.log)")
-        let recoverySeconds = WallClock.monotonic() - freed
+        let recoverySeconds = TestClock.seconds() - freed
         #expect(Files.list(spool + "/done").count == 6)
         #expect(eventually(timeout: 10) { (try? httpRequest(port: port, "GET", "/healthz").status) == 200 })
         #expect(eventually(timeout: 10) { (try? expectedTotals(output: out, options: options)) == (try? Files.json(out + "/totals.json")) })
@@ -79,9 +79,9 @@ struct DiskFaultProcessTests {
         #expect(Set(claimed()) == Set((0..<4).map { "ro-\($0).lshd.zst" }))
         #expect(daemon.log.contains("Read-only file system"))
         #expect(Privileges.remount(out, readOnly: false))
-        let writable = WallClock.monotonic()
+        let writable = TestClock.seconds()
         #expect(eventually(timeout: 90) { summaries().count == 10 && claimed().isEmpty }, "\(daemon.log)")
-        let readOnlyRecovery = WallClock.monotonic() - writable
+        let readOnlyRecovery = TestClock.seconds() - writable
         let totalCommitErrors = commitErrors()
 
         daemon.signal(SIGTERM)

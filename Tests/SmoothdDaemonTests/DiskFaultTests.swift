@@ -15,13 +15,12 @@ import Testing
 @Suite("Disk faults (seam)")
 struct DiskFaultSeamTests {
     let options = MetricOptions()
-    let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     struct Fixture {
         let dir: TempDirectory
         let faults: FaultInjector
         let store: SpoolStore
-        let totals: TotalsBook
+        let totals: TotalsFile
         var spool: String { dir.sub("spool") }
         var out: String { dir.sub("out") }
         var work: String { dir.sub("spool") + "/.smoothd-work" }
@@ -30,16 +29,13 @@ struct DiskFaultSeamTests {
     func fixture() throws -> Fixture {
         let dir = TempDirectory()
         let faults = FaultInjector()
-        let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: false, faults: faults)
-        _ = try store.recover()
-        let totals = TotalsBook(ledger: TotalsLedger(options: options), output: store.output, options: options, logger: logger)
-        totals.flush()
+        let (store, totals) = try startStore(dir, faults: faults, options: options)
         return Fixture(dir: dir, faults: faults, store: store, totals: totals)
     }
 
-    func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
+    func evaluator() -> ShardEvaluator { slotEvaluator(options) }
 
-    func process(_ f: Fixture, _ item: WorkItem) -> ShardResult {
+    func process(_ f: Fixture, _ item: WorkItem) -> ClaimDisposition {
         f.store.process(item, evaluator: evaluator(), options: options, totals: f.totals, gate: CommitGate())
     }
 

@@ -20,15 +20,15 @@ struct HTTPHardeningTests {
             address: ListenAddress(host: "127.0.0.1", port: 0),
             routes: HTTPRoutes(metrics: { Array(String(repeating: "smoothd_test_metric 1\n", count: 400).utf8) }, unhealthyReason: { nil }),
             onListening: { address in port.withLock { $0 = address.port } },
-            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+            logger: silentLogger)
         server.requestTimeout = .seconds(requestTimeout)
         server.maxConnections = maxConnections
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [], cancellationSignals: [],
-                                 logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+                                 logger: silentLogger)
         let task = Task { try await group.run() }
         // Poll without blocking a thread of the cooperative pool: the bind completes on it.
-        let deadline = WallClock.monotonic() + 30
-        while port.withLock({ $0 }) == nil, WallClock.monotonic() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let deadline = TestClock.seconds() + 30
+        while port.withLock({ $0 }) == nil, TestClock.seconds() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         do {
             try await body(try #require(port.withLock { $0 }))
         } catch {
@@ -66,25 +66,25 @@ struct HTTPHardeningTests {
                 let fd = try connectSocket(port)
                 defer { close(fd) }
                 if !prefix.isEmpty { _ = send(fd, prefix) }
-                let started = WallClock.monotonic()
+                let started = TestClock.seconds()
                 let (bytes, closed) = readUntilClosed(fd)
                 #expect(closed, "\(label): still open after 10 s")
                 #expect(bytes.isEmpty, "\(label): no answer to a partial request")
-                timings.append(String(format: "%@ closed after %.2f s", label, WallClock.monotonic() - started))
+                timings.append(String(format: "%@ closed after %.2f s", label, TestClock.seconds() - started))
             }
             // Slowloris: one byte every 200 ms does not extend the deadline.
             let fd = try connectSocket(port)
             defer { close(fd) }
-            let started = WallClock.monotonic()
+            let started = TestClock.seconds()
             var closed = false
             for byte in "GET /metrics HTTP/1.1\r\nHost: slow\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
                 if send(fd, String(byte)) < 0 { closed = true; break }
                 usleep(200_000)
-                if WallClock.monotonic() - started > 10 { break }
+                if TestClock.seconds() - started > 10 { break }
             }
             if !closed { closed = readUntilClosed(fd).closed }
             #expect(closed, "a byte-at-a-time client was never closed")
-            timings.append(String(format: "slowloris closed after %.2f s", WallClock.monotonic() - started))
+            timings.append(String(format: "slowloris closed after %.2f s", TestClock.seconds() - started))
             print("HTTP request timeout 1 s: " + timings.joined(separator: "; "))
         }
     }
@@ -167,10 +167,10 @@ struct HTTPHardeningTests {
         let request = String(repeating: "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", count: 100)
         var requests = 0
         var cutOff = false
-        let started = WallClock.monotonic()
+        let started = TestClock.seconds()
         let baseline = ProcFS.status(daemon.pid, "VmRSS") ?? 0
         var peak = baseline
-        while WallClock.monotonic() - started < 20 {
+        while TestClock.seconds() - started < 20 {
             peak = max(peak, ProcFS.status(daemon.pid, "VmRSS") ?? 0)
             let n = send(fd, request)
             if n < 0 {
@@ -190,7 +190,7 @@ struct HTTPHardeningTests {
         #expect(cutOff, "the server kept the non-reading client after \(requests) requests")
         let growth = Int64(peak) - Int64(baseline)
         print(String(format: "pipelining without reading: cut off after about %d requests sent (answers %d bytes each) in %.2f s; "
-                     + "daemon RSS grew by %.1f MiB", requests, answer, WallClock.monotonic() - started, Double(growth) / 1048576))
+                     + "daemon RSS grew by %.1f MiB", requests, answer, TestClock.seconds() - started, Double(growth) / 1048576))
         #expect(growth < 64 << 20, "the server buffered \(growth >> 20) MiB of answers")
         #expect(try httpRequest(port: port, "GET", "/healthz").status == 200)
         daemon.signal(SIGTERM)

@@ -33,19 +33,19 @@ struct HostileInputProcessTests {
         let classes = 32_000, rows = 68_000, countedEvery = 4_000
         var generator = SplitMix(seed: 8)
         let row = (0..<classes).map { _ in Float(Int(generator.next() % 2001) - 1000) / 100 }
-        let generated = WallClock.monotonic()
+        let generated = TestClock.seconds()
         let temp = spool + "/.bomb.lshd.zst.part"
         let payload = try ShardFactory.writeBomb(to: temp, classes: classes, rows: rows, countedEvery: countedEvery, row: row)
-        let generationSeconds = WallClock.monotonic() - generated
+        let generationSeconds = TestClock.seconds() - generated
         var st = stat()
         #expect(stat(temp, &st) == 0)
         let fileSize = UInt64(st.st_size)
         #expect(payload >= 8 << 30)
 
-        let dropped = WallClock.monotonic()
+        let dropped = TestClock.seconds()
         #expect(rename(temp, spool + "/bomb.lshd.zst") == 0)
         let done = eventually(timeout: 600) { Files.exists(out + "/bomb.lshd.zst.summary.json") || Files.exists(out + "/bomb.lshd.zst.error.json") }
-        let seconds = WallClock.monotonic() - dropped
+        let seconds = TestClock.seconds() - dropped
         #expect(done, "\(daemon.log)")
         let peak = ProcFS.status(daemon.pid, "VmHWM") ?? 0
         daemon.signal(SIGTERM)
@@ -96,13 +96,13 @@ extension HostileInputProcessTests {
         withUnsafeBytes(of: UInt32(1000).littleEndian) { block += $0 }
         for _ in 0..<1000 { withUnsafeBytes(of: Int32(3).littleEndian) { block += $0 } }
         block += [UInt8](repeating: 0x3F, count: 1 << 20)
-        let started = WallClock.monotonic()
+        let started = TestClock.seconds()
         try Files.drop(ZstdCompressor.compressFrame(ShardFactory.rawPayload(classes: k, statedRows: 1000)), named: "k-header-only.lshd.zst", in: spool)
         try Files.drop(ZstdCompressor.compressFrame(ShardFactory.rawPayload(classes: k, rest: block)), named: "k-partial-row.lshd.zst", in: spool)
         let failedFast = eventually(timeout: 60) {
             Files.exists(out + "/k-header-only.lshd.zst.error.json") && Files.exists(out + "/k-partial-row.lshd.zst.error.json")
         }
-        let truncatedSeconds = WallClock.monotonic() - started
+        let truncatedSeconds = TestClock.seconds() - started
         #expect(failedFast, "\(daemon.log)")
         let truncatedPeak = ProcFS.status(daemon.pid, "VmHWM") ?? 0
         for name in ["k-header-only.lshd.zst", "k-partial-row.lshd.zst"] {
@@ -149,13 +149,11 @@ extension HostileInputProcessTests {
 @Suite("Hostile spool input (state machine)")
 struct HostileInputStoreTests {
     let options = MetricOptions()
-    let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-
-    func start(_ dir: TempDirectory, faults: FaultInjector? = nil) throws -> (SpoolStore, TotalsBook) {
+    func start(_ dir: TempDirectory, faults: FaultInjector? = nil) throws -> (SpoolStore, TotalsFile) {
         try startStore(dir, faults: faults, options: options)
     }
 
-    func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
+    func evaluator() -> ShardEvaluator { slotEvaluator(options) }
 
     /// A symlink or FIFO that appears in the work directory under a claimed name (swapped in after the claim's
     /// check) is never opened through: `O_NOFOLLOW` and `O_NONBLOCK` refuse it, the regular-file check rejects it,
@@ -227,7 +225,7 @@ struct HostileInputStoreTests {
         faults.fail(.open, with: EACCES, matching: "denied")
         var result = store.process(try claim(store, "denied.lshd.zst"), evaluator: evaluator(), options: options, totals: totals, gate: CommitGate())
         guard case .failed(_, let facts) = result else { Issue.record("\(result)"); return }
-        #expect(facts.kind == "unreadable")
+        #expect(facts.kind == .unreadable)
         let record = try Files.json(out + "/denied.lshd.zst.error.json")
         #expect(record["error"]?["kind"] == .string("unreadable"))
         #expect(record["error"]?["reason"]?.stringValue?.contains("Permission denied") == true)
@@ -245,7 +243,7 @@ struct HostileInputStoreTests {
         }
         result = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: CommitGate(), attempts: attempts)
         guard case .failed(_, let flaky) = result else { Issue.record("\(result)"); return }
-        #expect(flaky.kind == "unreadable" && flaky.reason.contains("5 attempts"))
+        #expect(flaky.kind == .unreadable && flaky.reason.contains("5 attempts"))
         #expect(Files.exists(spool + "/failed/flaky.lshd.zst"))
         try expectTotalsMatchRecords(output: out, options: options)
         #expect(try Files.json(out + "/totals.json")["shards_failed"] == .int(2))
@@ -280,7 +278,7 @@ struct HostileInputStoreTests {
         result = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: CommitGate(),
                                attempts: ShardAttempts(changes: SpoolStore.maximumChanges - 1))
         guard case .failed(_, let facts) = result else { Issue.record("\(result)"); return }
-        #expect(facts.kind == "unstable_file")
+        #expect(facts.kind == .unstableFile)
         #expect(try Files.json(out + "/growing.lshd.zst.error.json")["error"]?["kind"] == .string("unstable_file"))
         #expect(Files.exists(spool + "/failed/growing.lshd.zst"))
 
@@ -295,7 +293,7 @@ struct HostileInputStoreTests {
         result = store.process(WorkItem(source: "appended.lshd.zst", instance: "appended.lshd.zst", size: 0), evaluator: evaluator(),
                                options: options, totals: totals, gate: CommitGate(), attempts: ShardAttempts(changes: 1))
         guard case .failed(_, let trailing) = result else { Issue.record("\(result)"); return }
-        #expect(["trailing_bytes", "zstd_error"].contains(trailing.kind), "\(trailing.kind)")
+        #expect([.shard(.format(.trailingBytes)), .shard(.zstdError)].contains(trailing.kind), "\(trailing.kind)")
         try expectTotalsMatchRecords(output: out, options: options)
     }
 
@@ -307,7 +305,7 @@ struct HostileInputStoreTests {
         try Files.drop([], named: "empty.lshd.zst", in: dir.sub("spool"))
         let result = store.process(try claim(store, "empty.lshd.zst"), evaluator: evaluator(), options: options, totals: totals, gate: CommitGate())
         guard case .failed(_, let facts) = result else { Issue.record("\(result)"); return }
-        #expect(facts.kind == "truncated" && facts.offset == 0)
+        #expect(facts.kind == .shard(.format(.truncated)) && facts.offset == 0)
         #expect(Files.exists(dir.sub("spool") + "/failed/empty.lshd.zst"))
         try expectTotalsMatchRecords(output: dir.sub("out"), options: options)
     }

@@ -124,7 +124,7 @@ struct OverlongQuarantineTests {
     let options = MetricOptions()
     let name = String(repeating: "x", count: 240) + ".lshd.zst"
 
-    func start(_ dir: TempDirectory, faults: FaultInjector? = nil) throws -> (SpoolStore, TotalsBook) {
+    func start(_ dir: TempDirectory, faults: FaultInjector? = nil) throws -> (SpoolStore, TotalsFile) {
         try startStore(dir, faults: faults, options: options)
     }
 

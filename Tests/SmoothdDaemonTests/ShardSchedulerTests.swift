@@ -18,11 +18,11 @@ struct ShardSchedulerTests {
         #expect(s.enqueue(.spool("b"), size: 1) == .added)
         #expect(s.enqueue(.spool("a"), size: 1) == .duplicate)
         #expect(s.enqueue(.spool("c"), size: 1) == .added)
-        let a = s.next(now: 0), b = s.next(now: 0)
+        let a = s.next(now: at(0)), b = s.next(now: at(0))
         #expect(name(a) == "a" && name(b) == "b")
-        #expect(s.next(now: 0) == nil, "only two in flight")
+        #expect(s.next(now: at(0)) == nil, "only two in flight")
         s.finished(a!)
-        #expect(name(s.next(now: 0)) == "c")
+        #expect(name(s.next(now: at(0))) == "c")
         #expect(s.pendingCount == 0 && s.inflight == 2)
     }
 
@@ -31,26 +31,26 @@ struct ShardSchedulerTests {
         s.enqueue(.spool("huge1"), size: 5000)
         s.enqueue(.spool("huge2"), size: 5000)
         for i in 0..<3 { s.enqueue(.spool("small\(i)"), size: 10) }
-        let first = s.next(now: 0)
+        let first = s.next(now: at(0))
         #expect(name(first) == "huge1")
         // huge2 is older than the small ones but would take the last slot: a small one goes first.
-        let second = s.next(now: 0)
+        let second = s.next(now: at(0))
         #expect(name(second) == "small0")
         s.finished(second!)
-        #expect(name(s.next(now: 0)) == "small1")
+        #expect(name(s.next(now: at(0))) == "small1")
         // When the huge one finishes, huge2 gets its turn ahead of younger small shards.
         s.finished(first!)
-        #expect(name(s.next(now: 0)) == "huge2")
+        #expect(name(s.next(now: at(0))) == "huge2")
     }
 
     @Test func singleSlotStaysFIFO() {
         var s = ShardScheduler(maxInflight: 1, largeThreshold: 1000, maxPending: 100)
         s.enqueue(.spool("small"), size: 1)
         s.enqueue(.spool("huge"), size: 5000)
-        let a = s.next(now: 0)
+        let a = s.next(now: at(0))
         #expect(name(a) == "small")
         s.finished(a!)
-        #expect(name(s.next(now: 0)) == "huge", "a large shard is never starved")
+        #expect(name(s.next(now: at(0))) == "huge", "a large shard is never starved")
     }
 
     @Test func fullQueueAsksForARescan() {
@@ -60,7 +60,7 @@ struct ShardSchedulerTests {
         var need = s.takeRescanNeed()
         #expect(!need, "not before the queue drains")
         for _ in 0..<3 {
-            let x = s.next(now: 0)!
+            let x = s.next(now: at(0))!
             s.finished(x)
         }
         need = s.takeRescanNeed()
@@ -72,12 +72,18 @@ struct ShardSchedulerTests {
     @Test func retriesWaitForTheirTime() {
         var s = ShardScheduler(maxInflight: 2, largeThreshold: 1000, maxPending: 10)
         let item = WorkItem(source: "a.zst", instance: "a.zst", size: 1)
-        s.enqueue(.claimed(item), size: 1, notBefore: 10)
+        s.enqueue(.claimed(item), size: 1, notBefore: at(10))
         s.enqueue(.spool("b.zst"), size: 1)
-        #expect(name(s.next(now: 0)) == "b.zst")
-        #expect(s.next(now: 5) == nil)
-        #expect(s.nextRetryTime == 10)
-        #expect(name(s.next(now: 10)) == "a.zst")
+        #expect(name(s.next(now: at(0))) == "b.zst")
+        #expect(s.next(now: at(5)) == nil)
+        #expect(s.nextRetryTime == at(10))
+        #expect(name(s.next(now: at(10))) == "a.zst")
         #expect(!s.isIdle)
     }
 }
+
+/// A fixed point for the scheduler's clock (it is handed the time, never reads it).
+private let epoch = ContinuousClock.now
+
+/// `seconds` after ``epoch``.
+private func at(_ seconds: Int) -> ContinuousClock.Instant { epoch + .seconds(seconds) }

@@ -14,20 +14,15 @@ import Testing
 @Suite("Spool state machine")
 struct SpoolStoreTests {
     let options = MetricOptions()
-    let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
     /// A daemon's start-up: open, reconcile, rebuild the ledger, rewrite totals.
-    func start(_ dir: TempDirectory, deleteProcessed: Bool = false) throws -> (SpoolStore, TotalsBook, RecoveryReport) {
-        let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: deleteProcessed)
-        let report = try store.recover()
-        let (ledger, unreadable) = try store.rebuildLedger(options: options)
-        #expect(unreadable.isEmpty)
-        let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: logger)
-        totals.flush()
-        return (store, totals, report)
+    func start(_ dir: TempDirectory, deleteProcessed: Bool = false) throws -> (SpoolStore, TotalsFile, RecoveryReport) {
+        let started = try startStoreReporting(dir, options: options, deleteProcessed: deleteProcessed)
+        #expect(started.unreadable.isEmpty)
+        return (started.store, started.totals, started.report)
     }
 
-    func evaluator() -> ShardEvaluator { ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)) }
+    func evaluator() -> ShardEvaluator { slotEvaluator(options) }
 
     @Test func totalsEqualTheMergeOfSummariesAfterEveryStep() throws {
         let dir = TempDirectory()
@@ -35,7 +30,7 @@ struct SpoolStoreTests {
         let spool = dir.sub("spool"), out = dir.sub("out")
         let gate = CommitGate()
         var store: SpoolStore!
-        var totals: TotalsBook!
+        var totals: TotalsFile!
         var report = RecoveryReport()
         // A (re)start: the previous store is released first, as when the process dies (its flock goes with it).
         func restart() throws {
@@ -53,10 +48,10 @@ struct SpoolStoreTests {
         var item = try claim(store, "a.lshd.zst")
         #expect(item.instance == "a.lshd.zst")
         #expect(Files.exists(spool + "/.smoothd-work/a.lshd.zst") && !Files.exists(spool + "/a.lshd.zst"))
-        guard case .succeeded(_, let facts) = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
+        guard case .succeeded(_, let record, _) = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
             Issue.record("a.lshd.zst not processed"); return
         }
-        #expect(facts.rows == 300)
+        #expect(record.accumulator.rows == 300)
         #expect(Files.exists(spool + "/done/a.lshd.zst"))
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
         let summaryA = try Files.json(out + "/a.lshd.zst.summary.json")
@@ -74,7 +69,7 @@ struct SpoolStoreTests {
         guard case .failed(_, let failure) = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
             Issue.record("b.lshd.zst not quarantined"); return
         }
-        #expect(failure.kind == "truncated")
+        #expect(failure.kind == .shard(.format(.truncated)))
         #expect(Files.exists(spool + "/failed/b.lshd.zst"))
         let errorB = try Files.json(out + "/b.lshd.zst.error.json")
         #expect(errorB["ok"] == .bool(false))

@@ -158,8 +158,8 @@ enum Files {
 
 /// Polls `condition` every 20 ms until it holds or `timeout` seconds pass; returns whether it held.
 func eventually(timeout: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = WallClock.monotonic() + timeout
-    while WallClock.monotonic() < deadline {
+    let deadline = TestClock.seconds() + timeout
+    while TestClock.seconds() < deadline {
         if try condition() { return true }
         usleep(20_000)
     }
@@ -341,14 +341,31 @@ enum Privileges {
     }
 }
 
-/// Opens a store on `DIR/spool` and `DIR/out` as the daemon starts: recovery, totals rebuilt and written.
-func startStore(_ dir: TempDirectory, faults: FaultInjector? = nil, options: MetricOptions = MetricOptions()) throws -> (SpoolStore, TotalsBook) {
-    let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: false, faults: faults)
-    _ = try store.recover()
-    let (ledger, _) = try store.rebuildLedger(options: options)
-    let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+/// A logger that drops everything (the tests read files and metrics, not logs).
+let silentLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+/// An evaluator on one thread, as each of the daemon's slots runs it.
+func slotEvaluator(_ options: MetricOptions = MetricOptions()) -> ShardEvaluator {
+    ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1))
+}
+
+/// Opens a store on `DIR/spool` and `DIR/out` as the daemon starts: recovery, totals rebuilt from the records and
+/// written. Also returns what recovery found and the records that could not be read.
+func startStoreReporting(
+    _ dir: TempDirectory, faults: FaultInjector? = nil, options: MetricOptions = MetricOptions(), deleteProcessed: Bool = false
+) throws -> (store: SpoolStore, totals: TotalsFile, report: RecoveryReport, unreadable: [String]) {
+    let store = try SpoolStore(spoolPath: dir.sub("spool"), outputPath: dir.sub("out"), deleteProcessed: deleteProcessed, faults: faults)
+    let report = try store.recover()
+    let (ledger, unreadable) = try store.rebuildLedger(options: options)
+    let totals = TotalsFile(ledger: ledger, output: store.output, options: options, logger: silentLogger)
     totals.flush()
-    return (store, totals)
+    return (store, totals, report, unreadable)
+}
+
+/// ``startStoreReporting(_:faults:options:deleteProcessed:)`` without the report.
+func startStore(_ dir: TempDirectory, faults: FaultInjector? = nil, options: MetricOptions = MetricOptions()) throws -> (SpoolStore, TotalsFile) {
+    let started = try startStoreReporting(dir, faults: faults, options: options)
+    return (started.store, started.totals)
 }
 
 /// Claims `name` from `store`, recording an issue (and throwing) when it is not claimed.
@@ -358,4 +375,11 @@ func claim(_ store: SpoolStore, _ name: String) throws -> WorkItem {
         throw FileSystemError(operation: "claim", path: name, errorNumber: ENOENT)
     }
     return item
+}
+
+/// Elapsed time for the tests' polling loops and messages.
+enum TestClock {
+    private static let origin = ContinuousClock.now
+    /// Seconds since the first call in this process (never jumps).
+    static func seconds() -> Double { (ContinuousClock.now - origin).seconds }
 }

@@ -3,10 +3,10 @@ import ServiceLifecycle
 import SmoothdMetrics
 import SmoothdPipeline
 
-/// `smoothd serve`: reconciles the spool and output directories, then runs the spool service, the metrics HTTP
+/// One run of `smoothd serve`: reconciles the spool and output directories, then runs the spool service, the metrics HTTP
 /// server and the systemd watchdog in a `ServiceGroup` until SIGTERM/SIGINT (or, with `--exit-when-idle`,
 /// until the spool is drained).
-public struct SmoothDaemon: Sendable {
+public struct DaemonRun: Sendable {
     /// The configuration.
     public let configuration: DaemonConfiguration
     /// The logger every part logs to.
@@ -85,7 +85,7 @@ public struct SmoothDaemon: Sendable {
         for name in unreadable {
             logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
         }
-        let totals = TotalsBook(ledger: ledger, output: store.output, options: options, logger: logger)
+        let totals = TotalsFile(ledger: ledger, output: store.output, options: options, logger: logger)
         totals.flush()
         metrics.updateTotals(ledger, options: options)
         logger.info("totals reconciled", metadata: [

@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+import NIOPosix
+import SmoothdMetrics
+import SmoothdPipeline
+
+extension SpoolLoop {
+    /// A name reported by inotify.
+    mutating func detect(_ name: String) {
+        guard !stopping else { return }
+        do {
+            guard let info = try service.store.candidate(name), !skipUnclaimable(name, info) else { return }
+            if scheduler.enqueue(.spool(name), size: info.size) == .added {
+                logger.debug("shard detected", metadata: ["shard": "\(ShardName.display(name))", "bytes": "\(info.size)"])
+            }
+        } catch {
+            logger.warning("cannot inspect spool entry", metadata: ["shard": "\(ShardName.display(name))", "error": "\(error)"])
+        }
+    }
+
+    /// Whether `name`, which could not be claimed earlier, is still to be left alone for now.
+    mutating func skipUnclaimable(_ name: String, _ info: EntryInfo) -> Bool {
+        guard let entry = unclaimable[name] else { return false }
+        if entry.identity != info.identity {
+            unclaimable[name] = nil  // the file changed (new owner, mode or content): try again now
+            return false
+        }
+        if configuration.exitWhenIdle { return true }
+        return ContinuousClock.now < entry.notBefore
+    }
+
+    /// Lists the spool on the maintenance thread (`readdir` and a `stat` per entry block); the entries come back as
+    /// ``SpoolEvent/scanned(_:_:)``.
+    mutating func rescan(reason: ScanReason) {
+        nextRescan = .now + configuration.rescanInterval
+        service.metrics.rescans.increment()
+        scansInFlight += 1
+        let store = service.store
+        let continuation = self.continuation
+        let pool = maintenancePool
+        Task {
+            let entries: Result<[(name: String, info: EntryInfo)], any Error>
+            do {
+                entries = try await pool.runIfActive {
+                    Result { () throws(FileSystemError) in try store.scanSpoolEntries() }.mapError { $0 as any Error }
+                }
+            } catch {
+                entries = .failure(error)
+            }
+            continuation.yield(.scanned(reason, entries))
+        }
+    }
+
+    /// Queues what a scan found.
+    mutating func scanned(_ reason: ScanReason, _ entries: Result<[(name: String, info: EntryInfo)], any Error>) {
+        scansInFlight -= 1
+        guard !stopping else { return }
+        switch entries {
+        case .success(let entries):
+            var added = 0
+            var present: Set<String> = []
+            for (name, info) in entries {
+                present.insert(name)
+                if skipUnclaimable(name, info) { continue }
+                if scheduler.enqueue(.spool(name), size: info.size) == .added { added += 1 }
+            }
+            unclaimable = unclaimable.filter { present.contains($0.key) }
+            logger.debug("rescanned the spool", metadata: ["reason": "\(reason.rawValue)", "new": "\(added)"])
+            idleScanFoundNothing = reason == .idle && added == 0 && scheduler.isIdle
+        case .failure(let error):
+            logger.error("cannot scan the spool", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Starts shards while slots are free: a claimed one is processed, a spool entry claimed (a `rename`, on the
+    /// maintenance thread) and then processed, off the loop.
+    mutating func dispatch() {
+        while let shard = scheduler.next(now: .now) {
+            switch shard.origin {
+            case .claimed(let item):
+                start(shard: shard, item: item)
+            case .spool(let name) where ShardName.isOverlong(name):
+                startOverlong(shard, name)
+            case .spool(let name):
+                start(shard: shard, claiming: name)
+            }
+        }
+    }
+
+    /// Reports a claim made on a worker thread. The shard's slot stays taken while a claimed shard is processed.
+    mutating func claimed(_ shard: PendingShard, _ name: String, _ result: Result<ClaimResult, FileSystemError>?) {
+        switch result {
+        case .success(.claimed(let claimed)):
+            unclaimable[name] = nil
+            if claimed.instance != claimed.source {
+                service.metrics.nameReuses.increment()
+                logger.warning("shard name was already processed; recording it under a distinct name",
+                               metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+            }
+            if ShardName.isKey(name) {
+                logger.notice("shard name is not printable UTF-8; recorded under its escaped name",
+                              metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+            }
+            logger.debug("shard claimed", metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
+        case .success(.vanished), .success(.ignored), nil:
+            scheduler.finished(shard)
+        case .failure(let error):
+            noteUnclaimable(name, error: error)
+            scheduler.finished(shard)
+        }
+    }
+
+    /// Remembers a spool entry that could not be claimed; logs it once (at error level), later failures at debug.
+    mutating func noteUnclaimable(_ name: String, error: FileSystemError) {
+        service.metrics.claimErrors.increment()
+        let identity = (try? service.store.spool.entry(name))?.identity ?? FileIdentity(inode: 0, size: 0, modificationNanoseconds: 0, changeNanoseconds: 0)
+        var entry = unclaimable[name] ?? UnclaimableEntry(identity: identity, failures: 0, notBefore: .now)
+        entry.identity = identity
+        entry.failures += 1
+        let delay = Backoff.claim.delay(afterFailures: entry.failures)
+        entry.notBefore = .now + delay
+        unclaimable[name] = entry
+        let meta: Logger.Metadata = ["shard": "\(ShardName.display(name))", "error": "\(error)", "retry_in_seconds": "\(configuration.exitWhenIdle ? 0 : delay.seconds)"]
+        if entry.failures == 1 {
+            logger.error("cannot claim shard; it is left in the spool and tried again only after a backoff or when it changes", metadata: meta)
+        } else {
+            logger.debug("still cannot claim shard", metadata: meta)
+        }
+    }
+
+    /// Quarantines a shard whose name is too long, on a worker thread.
+    func startOverlong(_ shard: PendingShard, _ name: String) {
+        let store = service.store, totals = service.totals, gate = service.gate
+        let continuation = self.continuation
+        let pool = workPool
+        Task {
+            let outcome: OverlongOutcome
+            do {
+                outcome = try await pool.runIfActive { store.quarantineOverlong(name, totals: totals, gate: gate) }
+            } catch {
+                outcome = .abandoned
+            }
+            continuation.yield(.overlongFinished(shard, name, outcome))
+        }
+    }
+
+    /// Processes the claimed `item` on a worker thread.
+    func start(shard: PendingShard, item: WorkItem) {
+        let attempts = self.attempts[item.instance] ?? ShardAttempts()
+        let work = shardWork()
+        let continuation = self.continuation
+        Task {
+            continuation.yield(.finished(shard.claimed(item), await work.process(item, attempts)))
+        }
+    }
+
+    /// Claims the spool entry `name` on the maintenance thread (claims run one at a time, as ``SpoolStore/claim(_:)``
+    /// requires, and after any scan queued before them), then processes it on a worker thread; the claim is reported
+    /// first (``SpoolEvent/claimed(_:_:_:)``), then the result.
+    func start(shard: PendingShard, claiming name: String) {
+        let work = shardWork()
+        let continuation = self.continuation
+        let claimPool = maintenancePool
+        Task {
+            let claim: Result<ClaimResult, FileSystemError>?
+            do {
+                claim = try await claimPool.runIfActive { Result { () throws(FileSystemError) in try work.store.claim(name) } }
+            } catch {
+                claim = nil  // shutting down: the entry stays in the spool
+            }
+            continuation.yield(.claimed(shard, name, claim))
+            guard case .success(.claimed(let item)) = claim else { return }
+            // A fresh claim has a new instance name, so no earlier attempts.
+            continuation.yield(.finished(shard.claimed(item), await work.process(item, ShardAttempts())))
+        }
+    }
+
+    /// What a worker needs to process a shard.
+    func shardWork() -> ShardWork {
+        ShardWork(service: service, pool: workPool)
+    }
+}
+
+/// A spool entry that could not be claimed, and when to try it again.
+struct UnclaimableEntry: Sendable, Equatable {
+    /// The file as it was when the claim failed; any change makes it claimable again at once.
+    var identity: FileIdentity
+    /// Claims that failed.
+    var failures: Int
+    /// When it may be tried again at the earliest.
+    var notBefore: ContinuousClock.Instant
+}
+
+/// The service's parts a worker thread uses to process a claimed shard, and the pool it runs on.
+struct ShardWork: Sendable {
+    let service: SpoolService
+    let pool: NIOThreadPool
+
+    /// The spool store.
+    var store: SpoolStore { service.store }
+
+    /// Evaluates and commits `item` on the pool; `abandoned` when the pool has stopped.
+    func process(_ item: WorkItem, _ attempts: ShardAttempts) async -> ClaimDisposition {
+        let service = self.service
+        do {
+            return try await pool.runIfActive {
+                service.store.process(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
+                                      totals: service.totals, gate: service.gate, attempts: attempts)
+            }
+        } catch {
+            return .abandoned(item)
+        }
+    }
+}
+
+extension PendingShard {
+    /// The same shard, now claimed as `item`.
+    func claimed(_ item: WorkItem) -> PendingShard {
+        var shard = self
+        shard.origin = .claimed(item)
+        return shard
+    }
+}
+
+/// Why the spool is scanned (for the debug log, and the idle check of `--exit-when-idle`).
+enum ScanReason: String, Sendable {
+    case start, overflow, periodic, queueFull = "queue had been full", idle
+}
