@@ -606,25 +606,35 @@ def same(a, b, where, problems, rel_tol=1e-12):
         problems.append(f"expected.json {where}: committed {a!r}, regenerated {b!r}")
 
 
+def check_expected(path: Path, label: str, regenerated, problems):
+    """Compares the committed expected.json at `path` with the regenerated one; returns the committed one, or None
+    (with a problem naming `label`) when it is missing."""
+    try:
+        committed = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{label} is missing")
+        return None
+    same(committed, regenerated, "", problems)
+    return committed
+
+
+def common_shards(mine: set, theirs: set, problems) -> list:
+    """The shards both committed and regenerated, sorted; one problem for each that is only on one side."""
+    for rel in sorted(mine ^ theirs):
+        problems.append(f"{rel}: {'not generated any more' if rel in mine else 'missing'}")
+    return sorted(mine & theirs)
+
+
 def check() -> int:
     problems = []
     with tempfile.TemporaryDirectory(prefix="lshd-fixtures-") as tmp:
         tmp = Path(tmp)
         regenerated = build(tmp)
-        try:
-            committed = json.loads((HERE / "expected.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            committed = None
-            problems.append("Fixtures/expected.json is missing")
-        if committed is not None:
-            same(committed, regenerated, "", problems)
+        committed = check_expected(HERE / "expected.json", "Fixtures/expected.json", regenerated, problems)
         for sub in ("valid", "invalid"):
-            mine = sorted(p.name for p in (HERE / sub).glob("*.lshd.zst"))
-            theirs = sorted(p.name for p in (tmp / sub).glob("*.lshd.zst"))
-            for name in sorted(set(mine) ^ set(theirs)):
-                problems.append(f"{sub}/{name}: {'not generated any more' if name in mine else 'missing'}")
-            for name in sorted(set(mine) & set(theirs)):
-                rel = f"{sub}/{name}"
+            mine = {f"{sub}/{p.name}" for p in (HERE / sub).glob("*.lshd.zst")}
+            theirs = {f"{sub}/{p.name}" for p in (tmp / sub).glob("*.lshd.zst")}
+            for rel in common_shards(mine, theirs, problems):
                 try:
                     a = frames_for_check(rel, (HERE / rel).read_bytes())
                 except (ValueError, zstandard.ZstdError) as e:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE))
 import lshd  # noqa: E402
 import reference  # noqa: E402
 import runs_reference  # noqa: E402
-from make_fixtures import ECE_EDGE_MARGIN, Rng, plausible_labels, report, same, split_frames  # noqa: E402
+from make_fixtures import ECE_EDGE_MARGIN, Rng, check_expected, common_shards, plausible_labels, report, split_frames  # noqa: E402
 
 SUBDIR = "runs"
 GROUP_BYS = {"model,checkpoint,split": ("model", "checkpoint", "split"), "model": ("model",), "none": ()}
@@ -178,16 +178,10 @@ def check() -> int:
     with tempfile.TemporaryDirectory(prefix="lshd-run-fixtures-") as tmp:
         tmp = Path(tmp)
         regenerated = build(tmp)
-        try:
-            committed = json.loads((HERE / SUBDIR / "expected.json").read_text(encoding="utf-8"))
-            same(committed, regenerated, "", problems)
-        except FileNotFoundError:
-            problems.append(f"Fixtures/{SUBDIR}/expected.json is missing")
+        check_expected(HERE / SUBDIR / "expected.json", f"Fixtures/{SUBDIR}/expected.json", regenerated, problems)
         mine = {p.relative_to(HERE).as_posix() for p in (HERE / SUBDIR).rglob("*.lshd.zst")}
         theirs = {p.relative_to(tmp).as_posix() for p in (tmp / SUBDIR).rglob("*.lshd.zst")}
-        for rel in sorted(mine ^ theirs):
-            problems.append(f"{rel}: {'not generated any more' if rel in mine else 'missing'}")
-        for rel in sorted(mine & theirs):
+        for rel in common_shards(mine, theirs, problems):
             # Payloads and frame layout, not compressed bytes (those depend on the zstd version).
             if split_frames((HERE / rel).read_bytes()) != split_frames((tmp / rel).read_bytes()):
                 problems.append(f"{rel}: payload or frame layout differs from the regenerated one")
