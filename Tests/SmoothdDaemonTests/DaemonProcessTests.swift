@@ -12,19 +12,11 @@ import Testing
 /// Tests that start the real `smoothd serve` binary on a temporary spool.
 @Suite("smoothd serve (real process)", .serialized)
 struct DaemonProcessTests {
-    let options = MetricOptions()
-
-    @Test func concurrentProducersMetricsNotifyAndSIGTERM() async throws {
-        try await concurrentProducersMetricsNotifyAndSIGTERM(runAs: .invoker)
-    }
-
-    /// As the unit runs it (nobody, no capabilities): `/metrics` and `/healthz` must answer there too.
-    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
-    func concurrentProducersMetricsNotifyAndSIGTERMAsNobody() async throws {
-        try await concurrentProducersMetricsNotifyAndSIGTERM(runAs: .nobody)
-    }
-
+    /// Run as the invoker and as the unit runs it (nobody, no capabilities): `/metrics` and `/healthz` must
+    /// answer there too.
+    @Test(arguments: RunAs.allCases)
     func concurrentProducersMetricsNotifyAndSIGTERM(runAs: RunAs) async throws {
+        try runAs.requireAvailable()
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
@@ -60,7 +52,7 @@ struct DaemonProcessTests {
         }, "totals never reached \(total): \(daemon.log)")
         let summaries = Files.list(out).filter { $0.hasSuffix(".summary.json") }
         #expect(summaries.count == total)
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["rows"]?.intValue == Int64(expectedRows))
 
@@ -114,7 +106,7 @@ struct DaemonProcessTests {
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
         #expect(Files.list(spool + "/done").count == total)
         #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["done", "failed"])
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         #expect(daemon.log.contains("shard processed"))
         #expect(daemon.log.contains("shard=p0-0.lshd.zst"))
     }
@@ -169,7 +161,7 @@ struct DaemonProcessTests {
             #expect(Files.exists(spool + "/" + name), "\(name) was touched")
         }
         #expect(Files.exists(dir.sub("target.lshd.zst")))
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["shards_ok"] == .int(Int64(valid.count)))
         #expect(totals["shards_failed"] == .int(Int64(invalid.count)))
@@ -185,7 +177,7 @@ struct DaemonProcessTests {
         #expect(try Files.json(out + "/good.lshd.zst~2.summary.json")["rows"]?.intValue == 10)
         #expect(Files.exists(spool + "/done/good.lshd.zst~2"))
         #expect(daemon.log.contains("shard name was already processed"))
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
     }
 
     @Test func abstractNotifySocketAndSIGINT() throws {
@@ -259,7 +251,7 @@ struct DaemonProcessTests {
         #expect(daemon.exitCode == 0, "\(daemon.log)")
         let abandoned = Files.exists(spool + "/.smoothd-work/big.lshd.zst")
         #expect(abandoned != Files.exists(out + "/big.lshd.zst.summary.json"), "either committed or left claimed, never both")
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         print("SIGTERM with a shard in flight: \(abandoned ? "abandoned, left claimed" : "finished before the signal was handled")")
 
         let again = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
@@ -268,7 +260,7 @@ struct DaemonProcessTests {
         #expect(Files.list(out).filter { $0.hasSuffix(".summary.json") } == ["big.lshd.zst.summary.json"])
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
         #expect(try Files.json(out + "/big.lshd.zst.summary.json")["rows"]?.intValue == 3000)
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
     }
 
     /// kill -9 at random moments while producers keep dropping shards, restart, repeat; then drain and check that
@@ -337,7 +329,7 @@ struct DaemonProcessTests {
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
         #expect(Set(Files.list(spool + "/done")) == expected)
         #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["done", "failed"])
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["shards_ok"] == .int(Int64(expected.count)))
         #expect(totals["rows"]?.intValue == Int64(dropped.values.reduce(0, +)))

@@ -12,20 +12,10 @@ import Testing
 /// remounted read-only (needs root; skipped otherwise).
 @Suite("Disk faults (real process, tmpfs)", .serialized)
 struct DiskFaultProcessTests {
-    let options = MetricOptions()
-
-    @Test(.enabled(if: Privileges.isRoot, "needs root to mount a tmpfs"))
-    func outputFilesystemFullThenReadOnly() throws {
-        try outputFilesystemFullThenReadOnly(runAs: .invoker)
-    }
-
-    /// The same as the unit runs it (nobody, no capabilities).
-    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
-    func outputFilesystemFullThenReadOnlyAsNobody() throws {
-        try outputFilesystemFullThenReadOnly(runAs: .nobody)
-    }
-
+    /// Run as the invoker and as the unit runs it (nobody, no capabilities).
+    @Test(.enabled(if: Privileges.isRoot, "needs root to mount a tmpfs"), arguments: RunAs.allCases)
     func outputFilesystemFullThenReadOnly(runAs: RunAs) throws {
+        try runAs.requireAvailable()
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
@@ -67,8 +57,8 @@ struct DiskFaultProcessTests {
         let recoverySeconds = TestClock.seconds() - freed
         #expect(Files.list(spool + "/done").count == 6)
         #expect(eventually(timeout: 10) { (try? httpRequest(port: port, "GET", "/healthz").status) == 200 })
-        #expect(eventually(timeout: 10) { (try? expectedTotals(output: out, options: options)) == (try? Files.json(out + "/totals.json")) })
-        try expectTotalsMatchRecords(output: out, options: options)
+        #expect(eventually(timeout: 10) { (try? expectedTotals(output: out)) == (try? Files.json(out + "/totals.json")) })
+        try expectTotalsMatchRecords(output: out)
 
         // 3. Read-only output directory.
         #expect(Privileges.remount(out, readOnly: true))
@@ -87,7 +77,7 @@ struct DiskFaultProcessTests {
         daemon.signal(SIGTERM)
         #expect(daemon.waitForExit(timeout: 15))
         #expect(daemon.exitCode == 0, "\(daemon.log)")
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(10))
         #expect(Files.leftovers(out).isEmpty)
         print(String(format: "disk full: 6 shards held claimed, committed %.1f s after space returned; read-only: 4 shards committed %.1f s after "

@@ -140,17 +140,10 @@ struct HTTPHardeningTests {
     /// A client that pipelines thousands of requests and never reads the answers is closed once its unread
     /// answers fill the outbound buffer, instead of making the server buffer them all. Run against the real
     /// daemon, whose RSS is measured (without the cut-off it grew by about 1 GiB in 20 s).
-    @Test func pipeliningWithoutReadingIsCutOff() throws {
-        try pipeliningWithoutReadingIsCutOff(runAs: .invoker)
-    }
-
-    /// The same as the unit runs it (nobody, no capabilities).
-    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
-    func pipeliningWithoutReadingIsCutOffAsNobody() throws {
-        try pipeliningWithoutReadingIsCutOff(runAs: .nobody)
-    }
-
+    /// Run as the invoker and as the unit runs it (nobody, no capabilities).
+    @Test(arguments: RunAs.allCases)
     func pipeliningWithoutReadingIsCutOff(runAs: RunAs) throws {
+        try runAs.requireAvailable()
         let dir = TempDirectory()
         defer { dir.remove() }
         if runAs == .nobody { Unprivileged.prepare(dir) }

@@ -16,8 +16,6 @@ import Zstd
 /// the largest K and ends, files that keep growing after their rename, unreadable files, odd names.
 @Suite("Hostile spool input (real process)", .serialized)
 struct HostileInputProcessTests {
-    let options = MetricOptions()
-
     /// A tiny file that expands to more than 8 GiB of valid rows: processed in one pass within the memory
     /// budget (peak RSS of the daemon process, VmHWM, checked), with a correct summary.
     @Test func decompressionBombIsProcessedWithinTheMemoryBudget() throws {
@@ -57,6 +55,7 @@ struct HostileInputProcessTests {
         #expect(summary["ignored_rows"]?.intValue == Int64(rows - rows / countedEvery))
         #expect(summary["payload_bytes"]?.intValue == Int64(payload))
         // Every counted row is the same row with label 1: the same metrics as a one-row shard of it.
+        let options = MetricOptions()  // what the daemon above ran with (no metric flags)
         let one = dir.sub("one.lshd.zst")
         try ShardFactory.writeBomb(to: one, classes: classes, rows: 1, countedEvery: 1, row: row)
         guard case .success(let reference) = ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)).evaluate(path: one) else {
@@ -67,7 +66,7 @@ struct HostileInputProcessTests {
             let got = try #require(summary[key]?.doubleValue, "\(key)"), want = try #require(referenceEntry[key]?.doubleValue, "\(key)")
             #expect(abs(got - want) <= 1e-12 * max(1, abs(want)), "\(key): \(got) vs \(want)")
         }
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         print(String(format: "bomb: file %.1f KiB -> payload %.2f GiB (ratio %.0f:1), generated in %.1f s; daemon processed it in %.1f s "
                      + "(%.2f GiB/s); peak RSS %.1f MiB (idle peak %.1f MiB), memory budget 64 MiB",
                      Double(fileSize) / 1024, Double(payload) / Double(1 << 30), Double(payload) / Double(fileSize), generationSeconds,
@@ -136,7 +135,7 @@ extension HostileInputProcessTests {
         #expect(summary["rows"]?.intValue == 2)
         #expect(summary["counted_rows"]?.intValue == 1)
         #expect(summary["num_classes"]?.intValue == Int64(k))
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         print(String(format: "K=16777216: two truncated shards rejected %.2f s after the drop (incl. the 1 s settle check), peak RSS %.1f MiB; "
                      + "a complete 2-row shard (128 MiB payload, %d KiB file): peak RSS %.1f MiB",
                      truncatedSeconds, Double(truncatedPeak) / 1048576, complete.count / 1024, Double(completePeak) / 1048576))
@@ -467,7 +466,7 @@ extension HostileInputProcessTests {
         }
         #expect(daemon.log.contains("shard=new%0Aline.lshd.zst"))
         #expect(daemon.log.contains("recorded under its escaped name"))
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["shards_ok"] == .int(Int64(cases.count)))
         #expect(totals["shards_failed"] == .int(2 + Int64(overlong.count)))
@@ -480,23 +479,16 @@ extension HostileInputProcessTests {
         #expect(again.waitForExit(timeout: 60))
         #expect(Files.text(out + "/latin1-%E9.lshd.zst.summary.json") == before)
         #expect(try Files.json(out + "/latin1-%E9.lshd.zst~2.summary.json")["rows"]?.intValue == 12)
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
     }
 
     /// A producer renames a shard too early and keeps appending to it for about 2.5 s: the daemon notices the
     /// change (or the settle check does), evaluates it again with backoff, and commits exactly one summary of the
     /// complete file, with no error record.
-    @Test func shardStillGrowingAfterItsRenameGetsOneSummary() throws {
-        try shardStillGrowingAfterItsRenameGetsOneSummary(runAs: .invoker)
-    }
-
-    /// The same as the unit runs it (nobody, no capabilities).
-    @Test(.enabled(if: Unprivileged.available, "\(Unprivileged.unavailableReason ?? "")"))
-    func shardStillGrowingAfterItsRenameGetsOneSummaryAsNobody() throws {
-        try shardStillGrowingAfterItsRenameGetsOneSummary(runAs: .nobody)
-    }
-
+    /// Run as the invoker and as the unit runs it (nobody, no capabilities).
+    @Test(arguments: RunAs.allCases)
     func shardStillGrowingAfterItsRenameGetsOneSummary(runAs: RunAs) throws {
+        try runAs.requireAvailable()
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
@@ -533,7 +525,7 @@ extension HostileInputProcessTests {
         #expect(unsettled >= 1, "the growth was never noticed")
         #expect(daemon.log.contains("shard is still being written"))
         print("growing shard: evaluations discarded because the file changed: \(Int(unsettled)); one summary, no error record")
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
     }
 
     /// As an unprivileged user (nobody, through setpriv), as the systemd unit runs it: a file it may not rename
@@ -582,7 +574,7 @@ extension HostileInputProcessTests {
         daemon.signal(SIGTERM)
         #expect(daemon.waitForExit(timeout: 15))
         #expect(daemon.exitCode == 0)
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectTotalsMatchRecords(output: out)
         print("unprivileged daemon: unclaimable file reported \(claimErrors) time(s) over ~10 rescans; mode-000 file quarantined as unreadable")
     }
 }

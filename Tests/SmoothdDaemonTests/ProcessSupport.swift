@@ -51,7 +51,7 @@ enum Binary {
 }
 
 /// Who a test daemon runs as.
-enum RunAs: Sendable, CustomStringConvertible {
+enum RunAs: Sendable, CaseIterable, CustomStringConvertible {
     /// The test's own user (root in CI).
     case invoker
     /// As the systemd unit runs it: `nobody:nogroup`, no supplementary groups, no capabilities (inheritable and
@@ -60,6 +60,12 @@ enum RunAs: Sendable, CustomStringConvertible {
     case nobody
 
     var description: String { self == .invoker ? "invoker" : "nobody" }
+
+    /// Ends the current case of a test run for each user (`@Test(arguments: RunAs.allCases)`), reported as
+    /// skipped with the reason, when this user cannot be run as here.
+    func requireAvailable() throws {
+        if self == .nobody, let reason = Unprivileged.unavailableReason { try Test.cancel(Comment(rawValue: reason)) }
+    }
 }
 
 /// Running daemons as the unprivileged user, as the shipped unit does (`User=smoothd`, empty capability set).

@@ -168,7 +168,8 @@ func eventually(timeout: Double = 30, _ condition: () throws -> Bool) rethrows -
 
 /// The merge of exactly the records in `output`, computed independently of the daemon's ledger code:
 /// summaries' accumulator states merged, error records counted, first/last time the min/max of their times.
-func expectedTotals(output: String, options: MetricOptions) throws -> JSONValue {
+/// `options` defaults to what a daemon started without metric flags uses.
+func expectedTotals(output: String, options: MetricOptions = MetricOptions()) throws -> JSONValue {
     var accumulator = MetricAccumulator(options: options)
     var ok = 0
     var failed = 0
@@ -192,7 +193,7 @@ func expectedTotals(output: String, options: MetricOptions) throws -> JSONValue 
 }
 
 /// Checks that `OUTPUT/totals.json` is exactly the merge of the records that exist.
-func expectTotalsMatchRecords(output: String, options: MetricOptions, sourceLocation: SourceLocation = #_sourceLocation) throws {
+func expectTotalsMatchRecords(output: String, options: MetricOptions = MetricOptions(), sourceLocation: SourceLocation = #_sourceLocation) throws {
     let totals = try Files.json(output + "/totals.json")
     let expected = try expectedTotals(output: output, options: options)
     #expect(totals == expected, "totals.json differs from the merge of the summaries", sourceLocation: sourceLocation)
