@@ -263,21 +263,24 @@ struct OperatorProcessTests {
         try Files.drop(try ShardFactory.valid(rows: 20, seed: 1), named: "a.lshd.zst", in: spool)
         #expect(eventually { Files.exists(out + "/a.lshd.zst.summary.json") && Files.exists(spool + "/done/a.lshd.zst") }, "\(daemon.log)")
 
+        /// Waits for `name`'s summary and for a `totals.json` that counts it alone and is the merge of the records.
+        func expectCommittedAlone(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            #expect(eventually { Files.exists(out + "/\(name).summary.json") }, "\(daemon.log)", sourceLocation: sourceLocation)
+            #expect(eventually { (try? Files.json(out + "/totals.json")["shards_ok"]) == .int(1) }, "\(daemon.log)", sourceLocation: sourceLocation)
+            try expectTotalsMatchRecords(output: out, options: options, sourceLocation: sourceLocation)
+        }
+
         // 1. Deleted and re-created by the operator.
         try FileManager.default.removeItem(atPath: out)
         #expect(mkdir(out, 0o755) == 0)
         try Files.drop(try ShardFactory.valid(rows: 30, seed: 2), named: "b.lshd.zst", in: spool)
-        #expect(eventually { Files.exists(out + "/b.lshd.zst.summary.json") }, "\(daemon.log)")
-        #expect(eventually { (try? Files.json(out + "/totals.json")["shards_ok"]) == .int(1) }, "\(daemon.log)")
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectCommittedAlone("b.lshd.zst")
 
         // 2. Deleted and not re-created: the daemon creates it again, as it does at start.
         #expect(eventually { Files.exists(spool + "/done/b.lshd.zst") })
         try FileManager.default.removeItem(atPath: out)
         try Files.drop(try ShardFactory.valid(rows: 40, seed: 3), named: "c.lshd.zst", in: spool)
-        #expect(eventually { Files.exists(out + "/c.lshd.zst.summary.json") }, "\(daemon.log)")
-        #expect(eventually { (try? Files.json(out + "/totals.json")["shards_ok"]) == .int(1) }, "\(daemon.log)")
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectCommittedAlone("c.lshd.zst")
 
         // 3. Replaced by a regular file: it cannot be opened again; reported once, retried every second, and
         // commits resume once the path can be a directory again.
@@ -289,9 +292,7 @@ struct OperatorProcessTests {
         usleep(2_500_000)
         #expect(daemon.log.components(separatedBy: "cannot open the output directory again").count - 1 == 1, "reported once: \(daemon.log)")
         #expect(unlink(out) == 0)
-        #expect(eventually { Files.exists(out + "/d.lshd.zst.summary.json") }, "\(daemon.log)")
-        #expect(eventually { (try? Files.json(out + "/totals.json")["shards_ok"]) == .int(1) }, "\(daemon.log)")
-        try expectTotalsMatchRecords(output: out, options: options)
+        try expectCommittedAlone("d.lshd.zst")
         #expect(daemon.process.isRunning)
         daemon.signal(SIGTERM)
         #expect(daemon.waitForExit(timeout: 15))
