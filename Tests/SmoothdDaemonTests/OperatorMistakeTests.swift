@@ -128,6 +128,18 @@ struct OverlongQuarantineTests {
         try startStore(dir, faults: faults, options: options)
     }
 
+    /// Drops a valid three-row shard (rows from `seed`) under the overlong `name`.
+    func dropOverlongShard(_ dir: TempDirectory, seed: UInt64) throws {
+        try Files.dropRaw(try ShardFactory.valid(rows: 3, seed: seed), nameBytes: Array(name.utf8), in: dir.sub("spool"))
+    }
+
+    /// Starts a store with `faults`, then drops the first shard under the overlong `name`.
+    func startWithOverlongShard(_ dir: TempDirectory, faults: FaultInjector) throws -> (SpoolStore, TotalsFile) {
+        let started = try start(dir, faults: faults)
+        try dropOverlongShard(dir, seed: 1)
+        return started
+    }
+
     func expectOneRecordInFailed(_ dir: TempDirectory, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let out = dir.sub("out"), spool = dir.sub("spool")
         let records = Files.list(out).filter { $0.hasSuffix(".error.json") }
@@ -143,8 +155,7 @@ struct OverlongQuarantineTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         let faults = FaultInjector()
-        let (store, totals) = try start(dir, faults: faults)
-        try Files.dropRaw(try ShardFactory.valid(rows: 3, seed: 1), nameBytes: Array(name.utf8), in: dir.sub("spool"))
+        let (store, totals) = try startWithOverlongShard(dir, faults: faults)
         #expect(ShardName.isOverlong(name) && !ShardName.isFinal(name))
         faults.fail(.rename, with: EIO, matching: "failed/", times: 1)
         guard case .failed = store.quarantineOverlong(name, totals: totals, gate: CommitGate()) else { Issue.record("the move did not fail"); return }
@@ -156,8 +167,7 @@ struct OverlongQuarantineTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         let faults = FaultInjector()
-        let (store, totals) = try start(dir, faults: faults)
-        try Files.dropRaw(try ShardFactory.valid(rows: 3, seed: 1), nameBytes: Array(name.utf8), in: dir.sub("spool"))
+        let (store, totals) = try startWithOverlongShard(dir, faults: faults)
         faults.fail(.directorySync, with: EIO, matching: dir.sub("out"), times: 1)
         guard case .failed = store.quarantineOverlong(name, totals: totals, gate: CommitGate()) else { Issue.record("the fsync did not fail"); return }
         #expect(try Files.json(dir.sub("out/totals.json"))["shards_failed"] == .int(0), "not counted before its record is durable")
@@ -172,8 +182,7 @@ struct OverlongQuarantineTests {
         defer { dir.remove() }
         do {
             let faults = FaultInjector()
-            let (store, totals) = try start(dir, faults: faults)
-            try Files.dropRaw(try ShardFactory.valid(rows: 3, seed: 1), nameBytes: Array(name.utf8), in: dir.sub("spool"))
+            let (store, totals) = try startWithOverlongShard(dir, faults: faults)
             faults.fail(.rename, with: EIO, matching: "failed/")
             guard case .failed = store.quarantineOverlong(name, totals: totals, gate: CommitGate()) else { Issue.record("the move did not fail"); return }
         }
@@ -181,7 +190,7 @@ struct OverlongQuarantineTests {
         guard case .quarantined = store.quarantineOverlong(name, totals: totals, gate: CommitGate()) else { Issue.record("not quarantined"); return }
         try expectOneRecordInFailed(dir)
         // The same long name again is a second shard, recorded as SHORT~2.
-        try Files.dropRaw(try ShardFactory.valid(rows: 3, seed: 2), nameBytes: Array(name.utf8), in: dir.sub("spool"))
+        try dropOverlongShard(dir, seed: 2)
         guard case .quarantined(let again, _) = store.quarantineOverlong(name, totals: totals, gate: CommitGate()) else { Issue.record("not quarantined"); return }
         #expect(again.instance == ShardName.shortened(name) + "~2")
         #expect(try Files.json(dir.sub("out/totals.json"))["shards_failed"] == .int(2))
