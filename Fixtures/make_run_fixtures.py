@@ -185,7 +185,8 @@ def check() -> int:
             # Payloads and frame layout, not compressed bytes (those depend on the zstd version).
             if split_frames((HERE / rel).read_bytes()) != split_frames((tmp / rel).read_bytes()):
                 problems.append(f"{rel}: payload or frame layout differs from the regenerated one")
-    problems = [p.replace("expected.json", f"{SUBDIR}/expected.json", 1) for p in problems]
+    # same() names the file "expected.json"; say which one. Messages that already name a path stay as they are.
+    problems = [f"{SUBDIR}/{p}" if p.startswith("expected.json ") else p for p in problems]
     return report(problems, "Fixtures/make_run_fixtures.py",
                   f"run fixtures OK: {len(regenerated['files'])} shards, {SUBDIR}/expected.json matches")
 
