@@ -81,9 +81,6 @@ struct ShardScheduler: Sendable {
     /// Whether nothing is pending or running.
     var isIdle: Bool { keys.isEmpty && inflight == 0 }
 
-    /// Whether `key` is waiting.
-    func isPending(_ key: String) -> Bool { keys.contains(key) }
-
     /// Adds a shard unless it is already waiting or the queue is full.
     @discardableResult
     mutating func enqueue(_ origin: PendingShard.Origin, size: UInt64, notBefore: ContinuousClock.Instant? = nil) -> EnqueueResult {

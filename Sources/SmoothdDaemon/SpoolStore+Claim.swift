@@ -22,11 +22,6 @@ extension SpoolStore {
         return info
     }
 
-    /// The size of `name` in the spool when it is a regular file with a final name, else `nil`.
-    func candidateSize(_ name: String) throws(FileSystemError) -> UInt64? {
-        try candidate(name)?.size
-    }
-
     /// Final-named regular files in the spool (and overlong ones), oldest modification first (rescans). Names are
     /// plain names or escaped keys (see ``ShardName``).
     func scanSpool() throws(FileSystemError) -> [(name: String, size: UInt64)] {
