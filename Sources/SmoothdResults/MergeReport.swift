@@ -120,6 +120,9 @@ public struct MergeReport: Sendable {
         var placements: [Int: ShardPlacement] = [:]
         for (inputIndex, input) in inputs.enumerated() {
             var report = InputReport(path: input.path, kind: input.kind, shardsOK: 0, shardsFailed: 0, errors: input.errors)
+            // States of other top-k or bins, by [top-k, bins]: one error each, naming the first record.
+            var mismatches: [[Int]: (first: ResultRecord, count: Int)] = [:]
+            var mismatchOrder: [[Int]] = []
             for record in input.records {
                 let status: Status
                 switch record.outcome {
@@ -127,9 +130,9 @@ public struct MergeReport: Sendable {
                     status = .invalid(kind: kind, offset: offset, reason: reason)
                 case .valid(let state):
                     guard state.topK == metricOptions.topK, state.eceBins == metricOptions.eceBins else {
-                        report.errors.append(ResultInputError(file: record.file, key: [record.key, "state"].compactMap { $0 }.joined(separator: "."),
-                            reason: "state computed with top-k \(state.topK) and \(state.eceBins) ECE bins; this merge uses top-k \(metricOptions.topK) "
-                                + "and \(metricOptions.eceBins) ECE bins (states cannot be converted: merge with --top-k \(state.topK) --ece-bins \(state.eceBins))"))
+                        let settings = [state.topK, state.eceBins]
+                        if mismatches[settings] == nil { mismatchOrder.append(settings) }
+                        mismatches[settings, default: (record, 0)].count += 1
                         continue
                     }
                     if options.failOnNonfinite, state.nonfiniteRows > 0 {
@@ -155,6 +158,14 @@ public struct MergeReport: Sendable {
                 if case .invalid = status { report.shardsFailed += 1 } else { report.shardsOK += 1 }
                 entries.append(Entry(record: record, status: status, metrics: metrics))
                 inputOf.append(inputIndex)
+            }
+            for settings in mismatchOrder {
+                let (first, count) = mismatches[settings]!
+                let more = count > 1 ? " (and \(count - 1) more record\(count == 2 ? "" : "s") of this input)" : ""
+                report.errors.append(ResultInputError(file: first.file, key: [first.key, "state"].compactMap { $0 }.joined(separator: "."),
+                    reason: "state computed with top-k \(settings[0]) and \(settings[1]) ECE bins\(more); this merge uses top-k "
+                        + "\(metricOptions.topK) and \(metricOptions.eceBins) ECE bins, and states cannot be converted: merge them with "
+                        + "--top-k \(settings[0]) --ece-bins \(settings[1])"))
             }
             reports.append(report)
         }
