@@ -108,9 +108,10 @@ extension ReportEntry: JSONObjectEncodable {
 }
 
 extension TotalReport: JSONObjectEncodable {
-    /// Shard counts, the settings, counts and metrics.
+    /// Shard counts, the settings, counts and metrics, then the exact `state`.
     public var jsonMembers: [(String, JSONValue)] {
         [("shards_ok", .int(Int64(shardsOK))), ("shards_failed", .int(Int64(shardsFailed)))] + settings.jsonMembers + metrics.jsonMembers
+            + [("state", state.jsonState())]
     }
 }
 
