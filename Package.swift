@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "SmoothdDaemon",
             dependencies: [
-                "SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat",
+                "SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "LSHDFormat",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -118,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SmoothdDaemonTests",
-            dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdTesting"]
+            dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "LSHDFormat", "Zstd", "SmoothdTesting"]
         ),
         .testTarget(name: "SmoothdCLITests", dependencies: ["SmoothdJSON", "SmoothdTesting"]),
     ]

@@ -81,9 +81,18 @@ public struct DaemonRun: Sendable {
             // A kill -9 during a textfile write leaves its temporary file; remove it.
             try? directory.unlink(DirectoryHandle.temporaryName(for: lastComponent(of: textfile)))
         }
-        let (ledger, unreadable) = try await step { try store.rebuildLedger(options: options) }
+        let (ledger, unreadable, superseded) = try await step { try store.rebuildLedger(options: options, groupBy: configuration.runs.groupBy) }
         for name in unreadable {
-            logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
+            logger.warning("record cannot be read or placed in a group; not counted in totals", metadata: ["file": "\(name)"])
+        }
+        for (old, by) in superseded {
+            // A supersession a crash interrupted after the new record was written: finish it.
+            do {
+                try store.moveSuperseded(old)
+                logger.notice("finished a supersession interrupted before: the older record moved to superseded/", metadata: ["superseded": "\(old)", "by": "\(by)"])
+            } catch {
+                logger.error("cannot move a superseded record; it is not counted and is moved at the next start", metadata: ["superseded": "\(old)", "error": "\(error)"])
+            }
         }
         let totals = TotalsFile(ledger: ledger, output: store.output, options: options, logger: logger)
         totals.flush()

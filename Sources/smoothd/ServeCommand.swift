@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import SmoothdDaemon
 import SmoothdPipeline
+import SmoothdRuns
 
 /// `smoothd serve`: the spool daemon. Parses flags, merges the `--config` file under them, and hands a
 /// `DaemonConfiguration` to `DaemonRun`, where all the logic lives.
@@ -13,7 +14,7 @@ struct ServeCommand: AsyncParsableCommand {
         Producers write NAME.lshd.zst under a temporary name (starting with '.' or ending in .tmp/.part) in the \
         spool directory, then rename it to its final name. smoothd claims it, writes OUTPUT/NAME.summary.json \
         (or OUTPUT/NAME.error.json and moves the shard to SPOOL/failed/), keeps OUTPUT/totals.json equal to the \
-        merge of all summaries, and moves the shard to SPOOL/done/. Prometheus metrics are served at /metrics, \
+        merge of the current summaries (in total and per group, --group-by, as eval --json), and moves the shard to SPOOL/done/. Prometheus metrics are served at /metrics, \
         health at /healthz. Under systemd (Type=notify) it sends READY, WATCHDOG, STATUS and STOPPING. \
         SIGTERM or SIGINT stops it within 10 seconds with exit code 0.
 
@@ -59,11 +60,13 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var metricOptions: MetricOptionGroup
 
+    @OptionGroup var runOptions: RunOptionGroup
+
     /// The configuration's defaults, which the help texts show (so they are written once, in `DaemonConfiguration`).
     static let defaults = DaemonConfiguration(spoolDirectory: "", outputDirectory: "", evaluation: EvaluationOptions())
 
     /// Keys of the config file that are flags (`true`/`false`).
-    static let flagKeys: Set<String> = ["delete-processed", "exit-when-idle"]
+    static let flagKeys: Set<String> = ["delete-processed", "exit-when-idle", "fail-on-nonfinite"]
 
     mutating func run() async throws {
         var command = self
@@ -120,6 +123,7 @@ struct ServeCommand: AsyncParsableCommand {
             }
         }
         configuration.textfilePath = textfile
+        configuration.runs = RunRules(groupBy: try runOptions.parsedGroupBy(), failOnNonfinite: runOptions.failOnNonfinite)
         if let maxInflight { configuration.maxInflight = maxInflight }
         if let deleteProcessed { configuration.deleteProcessed = deleteProcessed }
         if let exitWhenIdle { configuration.exitWhenIdle = exitWhenIdle }
