@@ -73,13 +73,15 @@ let package = Package(
             dependencies: ["SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "SmoothdPipeline"],
             swiftSettings: strict
         ),
+        // The HTML report (reliability diagrams, checkpoint trends): a pure renderer of a typed document.
+        .target(name: "SmoothdReport", dependencies: ["SmoothdJSON", "SmoothdPipeline", "SmoothdRuns"], swiftSettings: strict),
         // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs, reference comparison.
         .target(name: "SmoothdTesting", dependencies: ["Zstd", "SmoothdJSON"], swiftSettings: strict),
         // The spool service: detection, claim/commit, totals, metrics, systemd integration.
         .target(
             name: "SmoothdDaemon",
             dependencies: [
-                "SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat",
+                "SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat", "SmoothdReport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -95,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "smoothd",
             dependencies: [
-                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "SmoothdResults", "LSHDFormat", "Zstd",
+                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "SmoothdResults", "SmoothdReport", "LSHDFormat", "Zstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -41,10 +41,12 @@ public struct DaemonRun: Sendable {
         if configuration.metricsListen != nil { parts.insert("http") }
         let readiness = ReadinessGate(parts: parts, notifier: notifier, health: health) { status.current }
         let server: MetricsHTTPServer?
+        let live = LiveReport(options: options, output: configuration.outputDirectory)
         if let address = configuration.metricsListen {
             var bound = MetricsHTTPServer(
                 address: address,
-                routes: HTTPRoutes(metrics: { metrics.render() }, unhealthyReason: { health.unhealthyReason }),
+                routes: HTTPRoutes(metrics: { metrics.render() }, unhealthyReason: { health.unhealthyReason },
+                                   live: { live.current(now: WallClock.now()) }),
                 onListening: { _ in readiness.markReady("http") },
                 logger: logger)
             try await bound.bind()
@@ -91,6 +93,7 @@ public struct DaemonRun: Sendable {
         }
         let totals = TotalsFile(ledger: ledger, output: store.output, options: options, logger: logger)
         try await step { totals.flush() }
+        live.attach(totals)
         metrics.updateTotals(ledger, options: options)
         logger.info("totals reconciled", metadata: [
             "shards_ok": "\(ledger.shardsOK)", "shards_failed": "\(ledger.shardsFailed)",
