@@ -18,16 +18,6 @@ extension JSONObjectEncodable {
 public enum ShardReport {
     /// `losses_by_smoothing` keys: the shortest decimal of ε (`0.1`, `0.0`, `0.3`).
     public static func smoothingKey(_ e: Double) -> String { e.description }
-
-    /// The entry for either outcome (see `ReportEntry`).
-    public static func entry(_ outcome: ShardOutcome, options: MetricOptions) -> JSONValue {
-        ReportEntry(outcome, options: options).json
-    }
-
-    /// The total over the valid shards (see `TotalReport`).
-    public static func total(accumulator: MetricAccumulator, shardsOK: Int, shardsFailed: Int, options: MetricOptions) -> JSONValue {
-        TotalReport(accumulator: accumulator, shardsOK: shardsOK, shardsFailed: shardsFailed, options: options).json
-    }
 }
 
 extension ReportSettings: JSONObjectEncodable {
@@ -35,6 +25,14 @@ extension ReportSettings: JSONObjectEncodable {
     public var jsonMembers: [(String, JSONValue)] {
         [("smoothing", .double(smoothing)), ("smoothing_mode", .string(mode.rawValue)),
          ("top_k", .int(Int64(topK))), ("ece_bins", .int(Int64(eceBins)))]
+    }
+}
+
+extension ReliabilityBin: JSONObjectEncodable {
+    /// `lower`, `upper`, `count`, `accuracy`, `mean_confidence` (the last two null for an empty bin).
+    public var jsonMembers: [(String, JSONValue)] {
+        [("lower", .double(lower)), ("upper", .double(upper)), ("count", .int(Int64(count))),
+         ("accuracy", .number(accuracy)), ("mean_confidence", .number(meanConfidence))]
     }
 }
 
@@ -55,7 +53,9 @@ extension MetricReport: JSONObjectEncodable {
             ("entropy", .number(values.entropy)),
             ("brier", .number(values.brier)),
             ("ece", .number(values.ece)),
+            ("mce", .number(values.mce)),
             ("losses_by_smoothing", .object(values.lossesBySmoothing.map { (ShardReport.smoothingKey($0.smoothing), .number($0.loss)) })),
+            ("reliability", .array(values.reliability.map(\.json))),
         ]
     }
 }
@@ -92,9 +92,6 @@ extension ShardFailure: JSONObjectEncodable {
             ])),
         ]
     }
-
-    /// This shard's report entry.
-    public func entry() -> JSONValue { json }
 }
 
 extension ReportEntry: JSONObjectEncodable {
@@ -108,13 +105,9 @@ extension ReportEntry: JSONObjectEncodable {
 }
 
 extension TotalReport: JSONObjectEncodable {
-    /// Shard counts, the settings, counts and metrics.
+    /// Shard counts, the settings, counts and metrics, then the exact `state`.
     public var jsonMembers: [(String, JSONValue)] {
         [("shards_ok", .int(Int64(shardsOK))), ("shards_failed", .int(Int64(shardsFailed)))] + settings.jsonMembers + metrics.jsonMembers
+            + [("state", state.jsonState())]
     }
-}
-
-extension ShardSummary {
-    /// This shard's report entry (see `ShardEntry`).
-    public func entry(options: MetricOptions) -> JSONValue { ShardEntry(self, options: options).json }
 }
