@@ -15,7 +15,7 @@ func reliabilityBinsMatchReference(_ fixture: ValidFixture) throws {
             Issue.record("\(fixture.file) failed: \(outcome)")
             return
         }
-        let entry = summary.entry(options: metrics)
+        let entry = ShardEntry(summary, options: metrics).json
         let context = "\(fixture.file) with \(bins) bins"
         #expect(close(entry["mce"], fixture.expected["mce"]?[String(bins)], relative: 1e-4, absolute: 1e-4),
                 "\(context) mce: \(entry["mce"] ?? .null) vs \(fixture.expected["mce"]?[String(bins)] ?? .null)")
