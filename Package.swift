@@ -66,6 +66,13 @@ let package = Package(
             dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", .product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: strict
         ),
+        // Reading results (eval --json documents, serve summaries and output directories) and merging them
+        // per group exactly: `smoothd merge` and `smoothd report`. Pure apart from reading files; no daemon.
+        .target(
+            name: "SmoothdResults",
+            dependencies: ["SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "SmoothdPipeline"],
+            swiftSettings: strict
+        ),
         // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs, reference comparison.
         .target(name: "SmoothdTesting", dependencies: ["Zstd", "SmoothdJSON"], swiftSettings: strict),
         // The spool service: detection, claim/commit, totals, metrics, systemd integration.
@@ -88,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "smoothd",
             dependencies: [
-                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "LSHDFormat", "Zstd",
+                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "SmoothdResults", "LSHDFormat", "Zstd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -112,6 +119,7 @@ let package = Package(
         .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
         .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat", "SmoothdTesting"]),
         .testTarget(name: "SmoothdRunsTests", dependencies: ["SmoothdRuns", "SmoothdJSON", "SmoothdMetrics"]),
+        .testTarget(name: "SmoothdResultsTests", dependencies: ["SmoothdResults", "SmoothdRuns", "SmoothdJSON", "SmoothdMetrics", "SmoothdPipeline", "SmoothdTesting"]),
         .testTarget(
             name: "SmoothdPipelineTests",
             dependencies: ["SmoothdPipeline", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"]

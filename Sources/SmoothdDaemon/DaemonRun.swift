@@ -1,4 +1,5 @@
 import Logging
+import NIOPosix
 import ServiceLifecycle
 import SmoothdMetrics
 import SmoothdPipeline
@@ -51,10 +52,11 @@ public struct DaemonRun: Sendable {
         } else {
             server = nil
         }
-        /// A start-up step; when it fails, the bound metrics socket is closed before the error is passed on.
-        func step<T>(_ body: () throws -> T) async throws -> T {
+        /// A start-up step: its file work blocks, so it runs on NIO's shared thread pool (the spool service's pools
+        /// exist only once it runs). When it fails, the bound metrics socket is closed before the error is passed on.
+        func step<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
             do {
-                return try body()
+                return try await NIOThreadPool.singleton.runIfActive(body)
             } catch {
                 await server?.closeUnused()
                 throw error
@@ -76,17 +78,19 @@ public struct DaemonRun: Sendable {
         for name in report.strayEntries {
             logger.warning("work directory entry is not a regular file; left alone", metadata: ["entry": "\(name)"])
         }
-        if let textfile = configuration.textfilePath,
-           let directory = try? DirectoryHandle(path: parentDirectory(of: textfile), create: false) {
+        if let textfile = configuration.textfilePath {
             // A kill -9 during a textfile write leaves its temporary file; remove it.
-            try? directory.unlink(DirectoryHandle.temporaryName(for: lastComponent(of: textfile)))
+            try await step {
+                guard let directory = try? DirectoryHandle(path: parentDirectory(of: textfile), create: false) else { return }
+                try? directory.unlink(DirectoryHandle.temporaryName(for: lastComponent(of: textfile)))
+            }
         }
         let (ledger, unreadable) = try await step { try store.rebuildLedger(options: options) }
         for name in unreadable {
             logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
         }
         let totals = TotalsFile(ledger: ledger, output: store.output, options: options, logger: logger)
-        totals.flush()
+        try await step { totals.flush() }
         metrics.updateTotals(ledger, options: options)
         logger.info("totals reconciled", metadata: [
             "shards_ok": "\(ledger.shardsOK)", "shards_failed": "\(ledger.shardsFailed)",

@@ -11,11 +11,30 @@ import SmoothdPipeline
 extension SpoolLoop {
     /// Once a second: a spool directory that was deleted (`rm -rf` leaves the open descriptor alive and sends no
     /// inotify event) or replaced stops the daemon with an error, so that a restart watches the directory its
-    /// path names now; a deleted or replaced output directory is opened again (created when missing).
+    /// path names now; a deleted or replaced output directory is opened again (created when missing). The `stat`
+    /// calls block (a hung network mount): on the maintenance thread, reported as
+    /// ``SpoolEvent/directoriesChecked(_:)``; one check at a time.
     mutating func checkDirectories() {
-        guard !stopping else { return }
+        guard !stopping, !checkingDirectories else { return }
+        checkingDirectories = true
+        let store = service.store
+        let checkOutput = !reopeningOutput
+        let continuation = self.continuation
+        let pool = maintenancePool
+        Task {
+            let check = try? await pool.runIfActive {
+                DirectoryCheck(spool: store.spool.pathStatus(), output: checkOutput ? store.output.pathStatus() : nil)
+            }
+            continuation.yield(.directoriesChecked(check))
+        }
+    }
+
+    /// Acts on a directory check; `nil` when the maintenance thread had stopped.
+    mutating func directoriesChecked(_ check: DirectoryCheck?) {
+        checkingDirectories = false
+        guard !stopping, let check else { return }
         let spool = service.store.spool
-        switch spool.pathStatus() {
+        switch check.spool {
         case .intact:
             break
         case .deleted:
@@ -25,9 +44,7 @@ extension SpoolLoop {
             spoolLost("the spool directory \(spool.path) was moved away or replaced; it is no longer the directory at that path")
             return
         }
-        guard !reopeningOutput else { return }
-        let status = service.store.output.pathStatus()
-        guard status != .intact else { return }
+        guard !reopeningOutput, let status = check.output, status != .intact else { return }
         reopeningOutput = true
         if outputProblem == nil {
             let what = status == .deleted ? "deleted" : "moved away or replaced"
@@ -88,4 +105,13 @@ extension SpoolLoop {
             service.health.setProblem(message)
         }
     }
+}
+
+/// What a directory check found: whether the spool and (unless a re-open was under way) the output directory
+/// are still the directories their paths name.
+struct DirectoryCheck: Sendable {
+    /// The spool directory.
+    var spool: DirectoryPathStatus
+    /// The output directory; `nil` when it was not checked.
+    var output: DirectoryPathStatus?
 }

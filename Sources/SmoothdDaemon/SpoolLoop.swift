@@ -34,6 +34,8 @@ struct SpoolLoop {
     var idleScanFoundNothing = false
     /// A re-open of the output directory is under way.
     var reopeningOutput = false
+    /// A check of the spool and output directories is under way (on the maintenance thread).
+    var checkingDirectories = false
     /// The last failure to re-open the output directory (logged once until it changes).
     var outputProblem: String?
 
@@ -123,6 +125,8 @@ struct SpoolLoop {
         case .overlongFinished(let shard, let name, let outcome):
             scheduler.finished(shard)
             recordOverlong(name, outcome)
+        case .directoriesChecked(let check):
+            directoriesChecked(check)
         case .outputReopened(let result):
             reopeningOutput = false
             outputReopened(result)
@@ -173,14 +177,12 @@ struct SpoolLoop {
         service.status.set("\(scheduler.pendingCount) pending, \(scheduler.inflight) in flight; \(ledger.shardsOK) ok, \(ledger.shardsFailed) failed in totals")
     }
 
+    /// Writes the textfile on the maintenance thread, without waiting for it.
     mutating func writeTextfile() {
         guard let path = configuration.textfilePath else { return }
         textfileDirty = false
-        do {
-            try service.metrics.writeTextfile(path: path)
-        } catch {
-            logger.error("cannot write the metrics textfile", metadata: ["path": "\(path)", "error": "\(error)"])
-        }
+        let metrics = service.metrics, pool = maintenancePool, logger = self.logger
+        Task { await metrics.writeTextfile(path: path, on: pool, logger: logger) }
     }
 
     /// After the loop: refuse further commits, wait for started ones, flush totals and the textfile.
@@ -199,7 +201,9 @@ struct SpoolLoop {
         }
         service.metrics.updateTotals(service.totals.snapshot, options: configuration.evaluation.metrics)
         service.metrics.inflight.record(0)
-        writeTextfile()
+        if let path = configuration.textfilePath {
+            await service.metrics.writeTextfile(path: path, on: maintenancePool, logger: logger)
+        }
         let ledger = service.totals.snapshot
         logger.info("totals flushed", metadata: ["shards_ok": "\(ledger.shardsOK)", "shards_failed": "\(ledger.shardsFailed)"])
     }

@@ -37,6 +37,7 @@ enum SpoolEvent: Sendable {
     case claimed(PendingShard, String, Result<ClaimResult, FileSystemError>?)
     case finished(PendingShard, ClaimDisposition)
     case overlongFinished(PendingShard, String, OverlongOutcome)
+    case directoriesChecked(DirectoryCheck?)
     case outputReopened(Result<OutputReopenReport, any Error>)
     case shutdown
     case deadline

@@ -130,7 +130,7 @@ enum FuzzHarness {
         let chosen = [configurations[0], configurations[1], configurations[2 + compressed.count % 2]]
         for (name, options) in chosen {
             let outcome = ShardEvaluator(options: options).evaluate(fileDescriptor: fd, displayName: "fuzz.lshd.zst")
-            let entry = Invariants.withoutTiming(ShardReport.entry(outcome, options: metrics))
+            let entry = Invariants.withoutTiming(ReportEntry(outcome, options: metrics).json)
             switch outcome {
             case .success(let summary):
                 Invariants.check(summary.accumulator, header: summary.header, metrics: metrics, name)

@@ -110,9 +110,14 @@ public struct MetricAccumulator: Sendable, Equatable {
 }
 
 extension MetricAccumulator {
-    /// The exact state, for persisting next to a summary and merging later.
+    /// The `state_version` written (docs/STATE-FORMAT.md). States written before it existed have no
+    /// `state_version` and the same layout: they read as version 1.
+    public static let stateVersion: Int64 = 1
+
+    /// The exact state (docs/STATE-FORMAT.md), for persisting next to a summary and merging later.
     public func jsonState() -> JSONValue {
         .object([
+            ("state_version", .int(MetricAccumulator.stateVersion)),
             ("top_k", .int(Int64(topK))), ("ece_bins", .int(Int64(eceBins))),
             ("rows", .int(Int64(rows))), ("counted_rows", .int(Int64(countedRows))),
             ("ignored_rows", .int(Int64(ignoredRows))), ("nonfinite_rows", .int(Int64(nonfiniteRows))),
@@ -125,40 +130,49 @@ extension MetricAccumulator {
         ])
     }
 
-    /// Restores a state written by `jsonState()`.
+    /// Restores a state written by `jsonState()` (any `state_version` this build knows, or none: version 1).
+    /// Errors name the member at fault (`rows`, `bin_counts[3]`, …).
     public init(jsonState state: JSONValue) throws(MetricStateError) {
-        func count(_ key: String) throws(MetricStateError) -> UInt64 {
-            guard let v = state[key]?.intValue, v >= 0 else { throw MetricStateError("missing or bad \(key)") }
+        guard state.objectMembers != nil else { throw MetricStateError("the state is not a JSON object") }
+        if let version = state["state_version"] {
+            guard version.intValue == MetricAccumulator.stateVersion else {
+                throw MetricStateError("state_version: unknown state_version \(version.serialized()) (this smoothd reads \(MetricAccumulator.stateVersion))")
+            }
+        }
+        func count(_ value: JSONValue?, _ key: String) throws(MetricStateError) -> UInt64 {
+            guard let value else { throw MetricStateError("\(key): missing") }
+            guard let v = value.intValue, v >= 0 else { throw MetricStateError("\(key): \(value.serialized()) is not an integer >= 0") }
             return UInt64(v)
         }
-        func sum(_ key: String) throws(MetricStateError) -> ExactSum {
-            guard let v = state[key] else { throw MetricStateError("missing \(key)") }
-            return try ExactSum(jsonState: v)
+        func sum(_ value: JSONValue?, _ key: String) throws(MetricStateError) -> ExactSum {
+            guard let value else { throw MetricStateError("\(key): missing") }
+            do { return try ExactSum(jsonState: value) } catch { throw MetricStateError("\(key): \(error.description)") }
         }
-        let topK = Int(try count("top_k")), bins = Int(try count("ece_bins"))
-        guard topK >= 1, (1...10_000).contains(bins) else { throw MetricStateError("bad top_k or ece_bins") }
+        let topK = Int(try count(state["top_k"], "top_k")), bins = Int(try count(state["ece_bins"], "ece_bins"))
+        guard topK >= 1 else { throw MetricStateError("top_k: \(topK) is not >= 1") }
+        guard (1...10_000).contains(bins) else { throw MetricStateError("ece_bins: \(bins) is not in [1, 10000]") }
         self.init(topK: topK, eceBins: bins)
-        rows = try count("rows")
-        countedRows = try count("counted_rows")
-        ignoredRows = try count("ignored_rows")
-        nonfiniteRows = try count("nonfinite_rows")
-        correct = try count("correct")
-        topKHits = try count("top_k_hits")
-        nllSum = try sum("nll_sum")
-        uniformSum = try sum("uniform_sum")
-        othersSum = try sum("others_sum")
-        entropySum = try sum("entropy_sum")
-        confidenceSum = try sum("confidence_sum")
-        brierSum = try sum("brier_sum")
-        guard let counts = state["bin_counts"]?.arrayValue, let corrects = state["bin_correct"]?.arrayValue,
-              let confidences = state["bin_confidence"]?.arrayValue,
-              counts.count == bins, corrects.count == bins, confidences.count == bins
-        else { throw MetricStateError("bad ECE bins") }
-        for b in 0..<bins {
-            guard let n = counts[b].intValue, let c = corrects[b].intValue, n >= 0, c >= 0 else { throw MetricStateError("bad ECE bin \(b)") }
-            binCounts[b] = UInt64(n)
-            binCorrect[b] = UInt64(c)
-            binConfidence[b] = try ExactSum(jsonState: confidences[b])
+        let counts: [(String, WritableKeyPath<MetricAccumulator, UInt64>)] = [
+            ("rows", \.rows), ("counted_rows", \.countedRows), ("ignored_rows", \.ignoredRows),
+            ("nonfinite_rows", \.nonfiniteRows), ("correct", \.correct), ("top_k_hits", \.topKHits),
+        ]
+        for (key, path) in counts { self[keyPath: path] = try count(state[key], key) }
+        let sums: [(String, WritableKeyPath<MetricAccumulator, ExactSum>)] = [
+            ("nll_sum", \.nllSum), ("uniform_sum", \.uniformSum), ("others_sum", \.othersSum),
+            ("entropy_sum", \.entropySum), ("confidence_sum", \.confidenceSum), ("brier_sum", \.brierSum),
+        ]
+        for (key, path) in sums { self[keyPath: path] = try sum(state[key], key) }
+        func binValues(_ key: String) throws(MetricStateError) -> [JSONValue] {
+            guard let list = state[key]?.arrayValue, list.count == eceBins else {
+                throw MetricStateError("\(key): missing, or not an array of ece_bins (\(eceBins)) values")
+            }
+            return list
+        }
+        let binCountValues = try binValues("bin_counts"), corrects = try binValues("bin_correct"), confidences = try binValues("bin_confidence")
+        for b in 0..<eceBins {
+            binCounts[b] = try count(binCountValues[b], "bin_counts[\(b)]")
+            binCorrect[b] = try count(corrects[b], "bin_correct[\(b)]")
+            binConfidence[b] = try sum(confidences[b], "bin_confidence[\(b)]")
         }
     }
 }

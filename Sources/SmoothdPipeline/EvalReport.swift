@@ -104,6 +104,8 @@ public struct GroupReport: Sendable {
     public var completeness: Completeness?
     /// Counts and metrics of its shards together.
     public var metrics: MetricReport
+    /// The exact merged state of its shards (docs/STATE-FORMAT.md).
+    public var state: MetricAccumulator
 
     /// The report of `group` under `options`.
     public init(_ group: RunGroup, options: MetricOptions) {
@@ -111,14 +113,16 @@ public struct GroupReport: Sendable {
         shards = group.shards
         completeness = group.completeness
         metrics = MetricReport(group.accumulator, options: options)
+        state = group.accumulator
     }
 }
 
 extension GroupReport: JSONObjectEncodable {
-    /// `key`, `shards` (a count), `completeness` when known, then the counts and metrics as in `total`.
+    /// `key`, `shards` (a count), `completeness` when known, then the counts and metrics as in `total`, then
+    /// the exact `state`.
     public var jsonMembers: [(String, JSONValue)] {
         [("key", key.json), ("shards", .int(Int64(shards.count)))]
-            + (completeness.map { [("completeness", $0.json)] } ?? []) + metrics.jsonMembers
+            + (completeness.map { [("completeness", $0.json)] } ?? []) + metrics.jsonMembers + [("state", state.jsonState())]
     }
 }
 

@@ -2,12 +2,6 @@ import LSHDFormat
 import SmoothdMetrics
 import Zstd
 
-/// A shard's first error in payload order, and the payload bytes decoded before the segment it is in ended.
-struct RunFailure: Error {
-    var error: EvaluationError
-    var payloadBytes: UInt64
-}
-
 extension SegmentEnd {
     /// The cursor the segment ended with, when it carries one.
     var cursor: SegmentCursor? {
@@ -19,9 +13,15 @@ extension SegmentEnd {
 }
 
 extension EvaluationRun {
+    /// The shard's failure: its first error in payload order, and the payload bytes decoded before the segment
+    /// it is in ended.
+    func failure(_ error: EvaluationError, payloadBytes: UInt64) -> ShardFailure {
+        ShardFailure(shard: shard, error: error, compressedBytes: fileSize, payloadBytes: payloadBytes)
+    }
+
     /// Walks segments in order, checks each guess, re-decodes where a guess was wrong or skipped, and
     /// returns the payload size or the first error in payload order. Runs after the decoder threads ended.
-    func joinSegments() -> Result<UInt64, RunFailure> {
+    func joinSegments() -> Result<UInt64, ShardFailure> {
         var bytesBase: UInt64 = 0
         var rowsBase: UInt64 = 0
         var carried: SegmentCursor?  // the cursor to continue when the previous segment did not end between blocks
@@ -60,7 +60,7 @@ extension EvaluationRun {
                 // there comes before an error found after the marker (trailing bytes, zstd).
                 let first = rowCountMismatch(cursor, rows: rowsBase + decoded.rows)
                     ?? error.shifted(bytes: cursor.originBytes, rows: cursor.originRows)
-                return .failure(RunFailure(error: first, payloadBytes: bytesBase + decoded.payloadBytes))
+                return .failure(failure(first, payloadBytes: bytesBase + decoded.payloadBytes))
             case .skipped:
                 preconditionFailure("segment left undecoded")
             case .atBoundary:
@@ -70,7 +70,7 @@ extension EvaluationRun {
             case .finished(let cursor):
                 carried = cursor
                 if let error = rowCountMismatch(cursor, rows: rowsBase + decoded.rows) {
-                    return .failure(RunFailure(error: error, payloadBytes: bytesBase + decoded.payloadBytes))
+                    return .failure(failure(error, payloadBytes: bytesBase + decoded.payloadBytes))
                 }
             }
             bytesBase += decoded.payloadBytes

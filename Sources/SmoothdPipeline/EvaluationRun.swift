@@ -9,6 +9,8 @@ import Zstd
 /// Sendable without exceptions: everything that changes lives in `shared`, behind one lock; the rest is
 /// immutable; `work` and the chunk pool are `BlockingQueue`s, which synchronise themselves.
 final class EvaluationRun: Sendable {
+    /// The shard as named by the caller (for its failure).
+    let shard: String
     let fd: Int32
     let fileSize: UInt64
     let options: EvaluationOptions
@@ -45,7 +47,8 @@ final class EvaluationRun: Sendable {
         var payloadBytes: UInt64
     }
 
-    init(fd: Int32, fileSize: UInt64, options: EvaluationOptions, progress: ProgressCounter?) {
+    init(shard: String, fd: Int32, fileSize: UInt64, options: EvaluationOptions, progress: ProgressCounter?) {
+        self.shard = shard
         self.fd = fd
         self.fileSize = fileSize
         self.options = options
@@ -56,7 +59,7 @@ final class EvaluationRun: Sendable {
     }
 
     /// Decodes, evaluates and joins every segment. Blocking.
-    func execute() -> Result<Output, RunFailure> {
+    func execute() -> Result<Output, ShardFailure> {
         let workers = (0..<options.threads).map { i in JoinableThread(name: "smoothd-worker-\(i)") { self.workerLoop() } }
         let decoders = (0..<plan.decoderCount).map { i in JoinableThread(name: "smoothd-decoder-\(i)") { self.decoderLoop() } }
         decoders.forEach { $0.join() }

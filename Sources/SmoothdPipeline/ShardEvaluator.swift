@@ -44,7 +44,7 @@ public final class ShardEvaluator: Sendable {
         }
         let size = UInt64(info.st_size)
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)  // a hint for read-ahead; failure is harmless
-        let run = EvaluationRun(fd: fd, fileSize: size, options: options, progress: progress)
+        let run = EvaluationRun(shard: displayName, fd: fd, fileSize: size, options: options, progress: progress)
         let result = run.execute()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         switch result {
@@ -52,7 +52,7 @@ public final class ShardEvaluator: Sendable {
             return .success(ShardSummary(shard: displayName, header: output.header, accumulator: output.accumulator, compressedBytes: size,
                                          payloadBytes: output.payloadBytes, frames: run.plan.frameCount, seconds: seconds))
         case .failure(let failure):
-            return .failure(ShardFailure(shard: displayName, error: failure.error, compressedBytes: size, payloadBytes: failure.payloadBytes))
+            return .failure(failure)
         }
     }
 }

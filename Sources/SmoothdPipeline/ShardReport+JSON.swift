@@ -18,16 +18,6 @@ extension JSONObjectEncodable {
 public enum ShardReport {
     /// `losses_by_smoothing` keys: the shortest decimal of ε (`0.1`, `0.0`, `0.3`).
     public static func smoothingKey(_ e: Double) -> String { e.description }
-
-    /// The entry for either outcome (see `ReportEntry`).
-    public static func entry(_ outcome: ShardOutcome, options: MetricOptions) -> JSONValue {
-        ReportEntry(outcome, options: options).json
-    }
-
-    /// The total over the valid shards (see `TotalReport`).
-    public static func total(accumulator: MetricAccumulator, shardsOK: Int, shardsFailed: Int, options: MetricOptions) -> JSONValue {
-        TotalReport(accumulator: accumulator, shardsOK: shardsOK, shardsFailed: shardsFailed, options: options).json
-    }
 }
 
 extension ReportSettings: JSONObjectEncodable {
@@ -92,9 +82,6 @@ extension ShardFailure: JSONObjectEncodable {
             ])),
         ]
     }
-
-    /// This shard's report entry.
-    public func entry() -> JSONValue { json }
 }
 
 extension ReportEntry: JSONObjectEncodable {
@@ -108,13 +95,9 @@ extension ReportEntry: JSONObjectEncodable {
 }
 
 extension TotalReport: JSONObjectEncodable {
-    /// Shard counts, the settings, counts and metrics.
+    /// Shard counts, the settings, counts and metrics, then the exact `state`.
     public var jsonMembers: [(String, JSONValue)] {
         [("shards_ok", .int(Int64(shardsOK))), ("shards_failed", .int(Int64(shardsFailed)))] + settings.jsonMembers + metrics.jsonMembers
+            + [("state", state.jsonState())]
     }
-}
-
-extension ShardSummary {
-    /// This shard's report entry (see `ShardEntry`).
-    public func entry(options: MetricOptions) -> JSONValue { ShardEntry(self, options: options).json }
 }

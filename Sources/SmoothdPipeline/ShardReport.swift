@@ -88,6 +88,8 @@ public struct TotalReport: Sendable {
     public var settings: ReportSettings
     /// Counts and metrics of the valid shards together.
     public var metrics: MetricReport
+    /// Their exact merged state (docs/STATE-FORMAT.md).
+    public var state: MetricAccumulator
 
     /// The total of `accumulator`, the merged state of `shardsOK` valid shards.
     public init(accumulator: MetricAccumulator, shardsOK: Int, shardsFailed: Int, options: MetricOptions) {
@@ -95,5 +97,6 @@ public struct TotalReport: Sendable {
         self.shardsFailed = shardsFailed
         settings = ReportSettings(options)
         metrics = MetricReport(accumulator, options: options)
+        state = accumulator
     }
 }

@@ -3,10 +3,43 @@ import SmoothdMetrics
 import SmoothdPipeline
 import SmoothdRuns
 
-/// The human-readable report of `smoothd eval`: a line saying what `loss` is, one block per group (when
+/// The human-readable report of `smoothd eval` and `smoothd merge`: a line saying what `loss` is, one block per group (when
 /// there is more than one) with its shards and group total, the overall total, then errors.
 enum ResultTable {
+    /// A shard's row: its counts and metrics, or a note in their place.
+    enum Cells {
+        case metrics(MetricReport)
+        case note(String)
+    }
+
+    /// One shard of the table: its name, its group (nil: shown after the groups) and its cells.
+    struct ShardRow {
+        var name: String
+        var group: RunKey?
+        var cells: Cells
+    }
+
+    /// `eval`'s table.
     static func render(_ report: EvalReport, options: MetricOptions) -> String {
+        var rows: [ShardRow] = []
+        var errors: [String] = []
+        for shard in report.shards {
+            switch shard.entry {
+            case .valid(let entry):
+                let cells = shard.supersededBy.map { Cells.note("superseded by \($0)") } ?? .metrics(entry.metrics)
+                rows.append(ShardRow(name: entry.summary.shard, group: shard.group, cells: cells))
+            case .invalid(let failure):
+                rows.append(ShardRow(name: failure.shard, group: nil, cells: .note("INVALID")))
+                errors.append("\(failure.shard): invalid: \(failure.error)")
+            }
+        }
+        return render(rows, groups: report.groups, total: report.total, notes: errors, options: options)
+    }
+
+    /// The table of `shards` (in order) in `groups` (when there is more than one), `total`, then `notes`,
+    /// one line each (invalid shards, bad inputs).
+    static func render(_ shards: [ShardRow], groups: [GroupReport], total: TotalReport, notes: [String], preamble: [String] = [],
+                       options: MetricOptions) -> String {
         let columns = ["shard", "rows", "counted", "ignored", "nonfinite", "loss", "nll", "ppl", "acc", "top\(options.topK)",
                        "conf", "entropy", "brier", "ece"]
         func metricRow(_ name: String, _ metrics: MetricReport) -> [String] {
@@ -19,33 +52,29 @@ enum ResultTable {
 
         // Blocks of rows; a line of dashes separates a block's shards from its total.
         var blocks: [(title: String?, rows: [[String]], total: [String]?)] = []
-        var errors: [String] = []
-        let grouped = report.groups.count > 1
+        let grouped = groups.count > 1
         var rowsByGroup: [RunKey: [[String]]] = [:]
         var ungrouped: [[String]] = []
-        for shard in report.shards {
-            switch shard.entry {
-            case .valid(let entry):
-                let row = shard.supersededBy.map { textRow(entry.summary.shard, "superseded by \($0)") }
-                    ?? metricRow(entry.summary.shard, entry.metrics)
-                if grouped, let key = shard.group { rowsByGroup[key, default: []].append(row) } else { ungrouped.append(row) }
-            case .invalid(let failure):
-                ungrouped.append(textRow(failure.shard, "INVALID"))
-                errors.append("\(failure.shard): invalid: \(failure.error)")
+        // A row whose group has no live shard (a re-run by file name placed elsewhere) is shown after the groups.
+        let shown = Set(groups.map(\.key))
+        for shard in shards {
+            let row: [String]
+            switch shard.cells {
+            case .metrics(let metrics): row = metricRow(shard.name, metrics)
+            case .note(let note): row = textRow(shard.name, note)
             }
+            if grouped, let key = shard.group, shown.contains(key) { rowsByGroup[key, default: []].append(row) } else { ungrouped.append(row) }
         }
         if grouped {
-            for group in report.groups {
+            for group in groups {
                 blocks.append((title(group), rowsByGroup[group.key] ?? [], metricRow("subtotal (\(group.shards.count) shard\(group.shards.count == 1 ? "" : "s"))", group.metrics)))
             }
-            // Superseded shards of a group that no longer has a live shard cannot occur (the re-run is in it).
         }
-        let total = report.total
         let totalRow = metricRow("total (\(total.shardsOK) ok, \(total.shardsFailed) invalid)", total.metrics)
         if grouped {
             blocks.append((ungrouped.isEmpty ? "all groups" : "all groups (the invalid shards are in none)", ungrouped, totalRow))
         } else {
-            blocks.append((report.groups.first.map(title), ungrouped, totalRow))
+            blocks.append((groups.first.map(title), ungrouped, totalRow))
         }
 
         let allRows = [columns] + blocks.flatMap { $0.rows + ($0.total.map { [$0] } ?? []) }
@@ -57,7 +86,7 @@ enum ResultTable {
             }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression) + "\n"
         }
         let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ") + "\n"
-        var out = "loss: \(lossDescription(options))\n"
+        var out = "loss: \(lossDescription(options))\n" + preamble.map { $0 + "\n" }.joined()
         for block in blocks {
             out += "\n"
             if let title = block.title { out += title + "\n" }
@@ -73,7 +102,7 @@ enum ResultTable {
             out += "total loss (\(options.mode.rawValue)) by ε: "
                 + losses.map { "\(ShardReport.smoothingKey($0.smoothing)): \(number($0.loss))" }.joined(separator: ", ") + "\n"
         }
-        for error in errors { out += error + "\n" }
+        for note in notes { out += note + "\n" }
         return out
     }
 

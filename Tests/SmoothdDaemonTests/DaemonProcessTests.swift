@@ -24,10 +24,8 @@ struct DaemonProcessTests {
         defer { receiver.close() }
         if runAs == .nobody { Unprivileged.prepare(dir) }
         let daemon = try DaemonProcess(
-            ["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--max-inflight", "3", "--threads", "2",
-             "--rescan-interval", "2"],
-            environment: ["NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"],
-            logPath: dir.sub("daemon.log"), runAs: runAs)
+            servingIn: dir, metricsListen: "127.0.0.1:0", extraArgs: ["--max-inflight", "3", "--threads", "2", "--rescan-interval", "2"],
+            environment: ["NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"], runAs: runAs)
         #expect(eventually { receiver.received("READY=1") }, "READY=1 \(daemon.log)")
         let port = try #require(daemon.metricsPort(), "no metrics port in log: \(daemon.log)")
 
@@ -140,8 +138,7 @@ struct DaemonProcessTests {
         #expect(symlink(dir.sub("target.lshd.zst"), spool + "/link.lshd.zst") == 0)
         try FileManager.default.createDirectory(atPath: spool + "/subdir.lshd.zst", withIntermediateDirectories: false)
 
-        let log = dir.sub("daemon.log")
-        var daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
+        var daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
         #expect(daemon.waitForExit(timeout: 60))
         #expect(daemon.exitCode == 0, "\(daemon.log)")
         for name in valid {
@@ -170,7 +167,7 @@ struct DaemonProcessTests {
         // The same name again: kept, reported, and recorded under a distinct name.
         let before = Files.text(out + "/good.lshd.zst.summary.json")
         try Files.drop(try ShardFactory.valid(rows: 10, seed: 7), named: "good.lshd.zst", in: spool)
-        daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--exit-when-idle"], logPath: log)
+        daemon = try DaemonProcess(servingIn: dir, metricsListen: "127.0.0.1:0", extraArgs: ["--exit-when-idle"])
         #expect(daemon.waitForExit(timeout: 60), "--exit-when-idle must also stop the metrics server")
         #expect(daemon.exitCode == 0)
         #expect(Files.text(out + "/good.lshd.zst.summary.json") == before)
@@ -191,8 +188,7 @@ struct DaemonProcessTests {
         var st = stat()
         #expect(stat(logPath, &st) == 0)
         let daemon = try DaemonProcess(
-            ["--spool", dir.sub("spool"), "--output", dir.sub("out"), "--metrics-listen", "none"],
-            environment: ["NOTIFY_SOCKET": receiver.address, "JOURNAL_STREAM": "\(st.st_dev):\(st.st_ino)"], logPath: logPath)
+            servingIn: dir, environment: ["NOTIFY_SOCKET": receiver.address, "JOURNAL_STREAM": "\(st.st_dev):\(st.st_ino)"])
         #expect(eventually { receiver.received("READY=1") }, "\(daemon.log)")
         #expect(receiver.poll().contains { $0.hasPrefix("READY=1\nSTATUS=watching ") })
         daemon.signal(SIGINT)
@@ -239,10 +235,7 @@ struct DaemonProcessTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
-        let log = dir.sub("daemon.log")
-        let daemon = try DaemonProcess(
-            ["--spool", spool, "--output", out, "--metrics-listen", "none", "--shutdown-grace", "0", "--max-inflight", "1", "--threads", "1"],
-            logPath: log)
+        let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--shutdown-grace", "0", "--max-inflight", "1", "--threads", "1"])
         #expect(eventually { Files.exists(spool + "/.smoothd-work") })
         try Files.drop(try ShardFactory.valid(rows: 3000, classes: 1024, seed: 5), named: "big.lshd.zst", in: spool)
         #expect(eventually { Files.exists(spool + "/.smoothd-work/big.lshd.zst") || Files.exists(out + "/big.lshd.zst.summary.json") })
@@ -254,7 +247,7 @@ struct DaemonProcessTests {
         try expectTotalsMatchRecords(output: out)
         print("SIGTERM with a shard in flight: \(abandoned ? "abandoned, left claimed" : "finished before the signal was handled")")
 
-        let again = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
+        let again = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
         #expect(again.waitForExit(timeout: 120))
         #expect(again.exitCode == 0)
         #expect(Files.list(out).filter { $0.hasSuffix(".summary.json") } == ["big.lshd.zst.summary.json"])
@@ -275,7 +268,6 @@ struct DaemonProcessTests {
         var killedWhileClaimed = 0
         var killedMidCommit = 0
         var generator = SplitMix(seed: 2024)
-        let log = dir.sub("daemon.log")
         let work = spool + "/.smoothd-work"
         func produce(_ name: String) throws {
             let rows = 500 + Int(generator.next() % 4000)
@@ -285,9 +277,7 @@ struct DaemonProcessTests {
         for cycle in 0..<cycles {
             // Some shards wait in the spool before the start...
             for i in 0..<3 { try produce("k\(cycle)-pre\(i).lshd.zst") }
-            let daemon = try DaemonProcess(
-                ["--spool", spool, "--output", out, "--metrics-listen", "none", "--max-inflight", "2", "--threads", "2", "--rescan-interval", "1"],
-                logPath: log)
+            let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--max-inflight", "2", "--threads", "2", "--rescan-interval", "1"])
             // ...more arrive while it runs, and it is killed: on even cycles at a random moment, on odd cycles
             // a few milliseconds after it has claimed a shard (so the kill lands inside processing or a commit).
             let killAt = TestClock.seconds() + Double(30 + Int(generator.next() % 500)) / 1000
@@ -309,7 +299,7 @@ struct DaemonProcessTests {
             if claimed.contains(where: { Files.exists(out + "/" + $0 + ".summary.json") }) { killedMidCommit += 1 }
         }
         // Drain.
-        let final = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: log)
+        let final = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
         #expect(final.waitForExit(timeout: 120))
         #expect(final.exitCode == 0)
 

@@ -25,8 +25,7 @@ struct DiskFaultProcessTests {
         }
         defer { Privileges.unmount(out) }
         if runAs == .nobody { Unprivileged.prepare(dir) }
-        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0", "--max-inflight", "2"],
-                                       logPath: dir.sub("daemon.log"), runAs: runAs)
+        let daemon = try DaemonProcess(servingIn: dir, metricsListen: "127.0.0.1:0", extraArgs: ["--max-inflight", "2"], runAs: runAs)
         let port = try #require(daemon.metricsPort())
         #expect(eventually { Files.exists(out + "/totals.json") })
         func commitErrors() -> Double { (try? metricValue(httpRequest(port: port, "GET", "/metrics").body, "smoothd_commit_errors_total")) ?? -1 }

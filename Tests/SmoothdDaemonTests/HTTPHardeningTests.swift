@@ -147,8 +147,7 @@ struct HTTPHardeningTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         if runAs == .nobody { Unprivileged.prepare(dir) }
-        let daemon = try DaemonProcess(["--spool", dir.sub("spool"), "--output", dir.sub("out"), "--metrics-listen", "127.0.0.1:0"],
-                                       logPath: dir.sub("daemon.log"), runAs: runAs)
+        let daemon = try DaemonProcess(servingIn: dir, metricsListen: "127.0.0.1:0", runAs: runAs)
         let port = try #require(daemon.metricsPort())
         let answer = try httpRequest(port: port, "GET", "/metrics").body.utf8.count
         let fd = try connectSocket(port, receiveTimeout: 2)

@@ -22,9 +22,7 @@ struct HostileInputProcessTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
-        let daemon = try DaemonProcess(
-            ["--spool", spool, "--output", out, "--metrics-listen", "none", "--threads", "2", "--memory-budget", "64MiB"],
-            logPath: dir.sub("daemon.log"))
+        let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--threads", "2", "--memory-budget", "64MiB"])
         #expect(eventually { Files.exists(spool + "/.smoothd-work") && daemon.log.contains("totals reconciled") })
         let idlePeak = ProcFS.status(daemon.pid, "VmHWM") ?? 0
 
@@ -61,7 +59,7 @@ struct HostileInputProcessTests {
         guard case .success(let reference) = ShardEvaluator(options: EvaluationOptions(metrics: options, threads: 1)).evaluate(path: one) else {
             Issue.record("the one-row reference shard failed"); return
         }
-        let referenceEntry = reference.entry(options: options)
+        let referenceEntry = ShardEntry(reference, options: options).json
         for key in ["nll", "loss", "accuracy", "entropy", "brier", "ece"] {
             let got = try #require(summary[key]?.doubleValue, "\(key)"), want = try #require(referenceEntry[key]?.doubleValue, "\(key)")
             #expect(abs(got - want) <= 1e-12 * max(1, abs(want)), "\(key): \(got) vs \(want)")
@@ -85,9 +83,7 @@ extension HostileInputProcessTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
-        let daemon = try DaemonProcess(
-            ["--spool", spool, "--output", out, "--metrics-listen", "none", "--max-inflight", "1", "--threads", "2", "--memory-budget", "64MiB"],
-            logPath: dir.sub("daemon.log"))
+        let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--max-inflight", "1", "--threads", "2", "--memory-budget", "64MiB"])
         #expect(eventually { daemon.log.contains("totals reconciled") })
         let k: UInt32 = 16_777_216
         // Header only; header + a block of 1000 rows with its labels and 1 MiB of the first row's logits.
@@ -419,7 +415,7 @@ extension HostileInputProcessTests {
         #expect(symlink(dir.sub("nowhere"), spool + "/dangling.lshd.zst") == 0)
         let notRegular = ["fifo.lshd.zst", "directory.lshd.zst", "link.lshd.zst", "link-to-fifo.lshd.zst", "dangling.lshd.zst"]
 
-        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: dir.sub("daemon.log"))
+        let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
         #expect(daemon.waitForExit(timeout: 60))
         #expect(daemon.exitCode == 0, "\(daemon.log)")
 
@@ -475,7 +471,7 @@ extension HostileInputProcessTests {
         // the first record untouched.
         let before = Files.text(out + "/latin1-%E9.lshd.zst.summary.json")
         try Files.drop(good, named: "latin1-%E9.lshd.zst", in: spool)
-        let again = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle"], logPath: dir.sub("daemon.log"))
+        let again = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
         #expect(again.waitForExit(timeout: 60))
         #expect(Files.text(out + "/latin1-%E9.lshd.zst.summary.json") == before)
         #expect(try Files.json(out + "/latin1-%E9.lshd.zst~2.summary.json")["rows"]?.intValue == 12)
@@ -493,8 +489,7 @@ extension HostileInputProcessTests {
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
         if runAs == .nobody { Unprivileged.prepare(dir) }
-        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:0"], logPath: dir.sub("daemon.log"),
-                                       runAs: runAs)
+        let daemon = try DaemonProcess(servingIn: dir, metricsListen: "127.0.0.1:0", runAs: runAs)
         let port = try #require(daemon.metricsPort())
         let full = try ShardFactory.valid(rows: 3000, classes: 16, seed: 11, frames: 4)
         let temp = spool + "/.growing.part"
@@ -550,9 +545,7 @@ extension HostileInputProcessTests {
         try Files.drop(bytes, named: "fine.lshd.zst", in: spool)
         #expect(chown(spool + "/fine.lshd.zst", nobody, nobody) == 0)
 
-        let daemon = try DaemonProcess(
-            ["--spool", spool, "--output", out, "--metrics-listen", "none", "--rescan-interval", "0.2"],
-            logPath: dir.sub("daemon.log"), runAs: .nobody)
+        let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--rescan-interval", "0.2"], runAs: .nobody)
         #expect(eventually(timeout: 30) { Files.exists(out + "/fine.lshd.zst.summary.json") && Files.exists(out + "/mode-000.lshd.zst.error.json") },
                 "\(daemon.log)")
         // About ten rescans later the unclaimable file has still been reported exactly once.

@@ -216,8 +216,7 @@ struct OperatorProcessTests {
     /// Starts the daemon on `DIR/spool` and `DIR/out` without a metrics server and waits for `READY=1`.
     func startReady(_ dir: TempDirectory, _ extra: [String] = []) throws -> (DaemonProcess, NotifyReceiver) {
         let receiver = NotifyReceiver(abstract: true, directory: dir.path)
-        let daemon = try DaemonProcess(["--spool", dir.sub("spool"), "--output", dir.sub("out"), "--metrics-listen", "none"] + extra,
-                                       environment: ["NOTIFY_SOCKET": receiver.address], logPath: dir.sub("daemon.log"))
+        let daemon = try DaemonProcess(servingIn: dir, extraArgs: extra, environment: ["NOTIFY_SOCKET": receiver.address])
         #expect(eventually { receiver.received("READY=1") }, "\(daemon.log)")
         return (daemon, receiver)
     }
@@ -267,7 +266,7 @@ struct OperatorProcessTests {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
-        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "none"], logPath: dir.sub("daemon.log"))
+        let daemon = try DaemonProcess(servingIn: dir)
         #expect(eventually { Files.exists(out + "/totals.json") })
         try Files.drop(try ShardFactory.valid(rows: 20, seed: 1), named: "a.lshd.zst", in: spool)
         #expect(eventually { Files.exists(out + "/a.lshd.zst.summary.json") && Files.exists(spool + "/done/a.lshd.zst") }, "\(daemon.log)")
@@ -329,7 +328,7 @@ struct OperatorProcessTests {
         }
         #expect(bound)
         let port = Int(UInt16(bigEndian: address.sin_port))
-        let daemon = try DaemonProcess(["--spool", spool, "--output", out, "--metrics-listen", "127.0.0.1:\(port)"], logPath: dir.sub("daemon.log"))
+        let daemon = try DaemonProcess(servingIn: dir, metricsListen: "127.0.0.1:\(port)")
         #expect(daemon.waitForExit(timeout: 20))
         #expect(daemon.exitCode != 0, "\(daemon.log)")
         #expect(daemon.log.contains("127.0.0.1:\(port)") && daemon.log.contains("--metrics-listen"), "\(daemon.log)")
@@ -385,10 +384,9 @@ struct OperatorProcessTests {
         let bytes = try ShardFactory.valid(rows: 12, seed: 9)
         for name in [longest, over, maximal] { try Files.dropRaw(bytes, nameBytes: Array(name.utf8), in: spool) }
         try Files.dropRaw(bytes, nameBytes: escapedRaw, in: spool)
-        let log = dir.sub("daemon.log")
         let textfile = dir.sub("smoothd.prom")
-        let arguments = ["--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle", "--textfile", textfile]
-        var daemon = try DaemonProcess(arguments, logPath: log)
+        let arguments = ["--exit-when-idle", "--textfile", textfile]
+        var daemon = try DaemonProcess(servingIn: dir, extraArgs: arguments)
         #expect(daemon.waitForExit(timeout: 60))
         #expect(daemon.exitCode == 0, "\(daemon.log)")
 
@@ -407,7 +405,7 @@ struct OperatorProcessTests {
         #expect(daemon.log.components(separatedBy: "shard name is too long").count - 1 == 3, "reported once each: \(daemon.log)")
         try expectTotalsMatchRecords(output: out, options: options)
 
-        daemon = try DaemonProcess(arguments, logPath: log)
+        daemon = try DaemonProcess(servingIn: dir, extraArgs: arguments)
         #expect(daemon.waitForExit(timeout: 60))
         #expect(daemon.exitCode == 0)
         #expect(daemon.log.components(separatedBy: "shard name is too long").count - 1 == 3, "a restart reports nothing again")

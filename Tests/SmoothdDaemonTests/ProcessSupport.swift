@@ -131,6 +131,14 @@ final class DaemonProcess {
         try process.run()
     }
 
+    /// Starts `smoothd serve` on `dir`'s `spool` and `out`, with `--metrics-listen metricsListen` (no metrics server
+    /// by default) and `extraArgs` after them, logging to `dir`'s `daemon.log` (appended to across restarts).
+    convenience init(servingIn dir: TempDirectory, metricsListen: String = "none", extraArgs: [String] = [],
+                     environment: [String: String] = [:], runAs: RunAs = .invoker) throws {
+        try self.init(["--spool", dir.sub("spool"), "--output", dir.sub("out"), "--metrics-listen", metricsListen] + extraArgs,
+                      environment: environment, logPath: dir.sub("daemon.log"), runAs: runAs)
+    }
+
     var pid: Int32 { process.processIdentifier }
 
     func signal(_ number: Int32) { kill(pid, number) }

@@ -186,7 +186,7 @@ func expectedTotals(output: String, options: MetricOptions = MetricOptions()) th
             failed += 1
         }
     }
-    var members = ShardReport.total(accumulator: accumulator, shardsOK: ok, shardsFailed: failed, options: options).objectMembers ?? []
+    var members = TotalReport(accumulator: accumulator, shardsOK: ok, shardsFailed: failed, options: options).jsonMembers
     members.append(("first_processed_at", times.min().map { .string($0) } ?? .null))
     members.append(("last_processed_at", times.max().map { .string($0) } ?? .null))
     return .object(members)

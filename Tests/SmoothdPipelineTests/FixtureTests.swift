@@ -17,7 +17,7 @@ func validFixtureMatchesReference(_ fixture: ValidFixture) throws {
                 Issue.record("\(fixture.file) failed: \(outcome)")
                 return
             }
-            let entry = summary.entry(options: metrics)
+            let entry = ShardEntry(summary, options: metrics).json
             for key in ["num_classes", "rows", "counted_rows", "ignored_rows", "nonfinite_rows"] {
                 #expect(entry[key] == expected[key], "\(fixture.file) \(key)")
             }
@@ -49,7 +49,7 @@ func validFixtureMatchesReference(_ fixture: ValidFixture) throws {
             Issue.record("worked example failed")
             return
         }
-        let entry = summary.entry(options: metrics)
+        let entry = ShardEntry(summary, options: metrics).json
         #expect(abs(entry["loss"]!.doubleValue! - loss) < 5e-7)
         #expect(abs(entry["nll"]!.doubleValue! - 0.223144) < 5e-7)
     }
@@ -99,5 +99,5 @@ func resultsDoNotDependOnThreadsOrBudget(_ fixture: ValidFixture) throws {
 }
 
 extension ShardOutcome {
-    func entryForTest(_ metrics: MetricOptions) -> JSONValue { ShardReport.entry(self, options: metrics) }
+    func entryForTest(_ metrics: MetricOptions) -> JSONValue { ReportEntry(self, options: metrics).json }
 }
