@@ -2,6 +2,7 @@ import CoreMetrics
 import Metrics
 import Prometheus
 import SmoothdMetrics
+import Synchronization
 
 /// The daemon's metrics, recorded through the swift-metrics API into its own swift-prometheus registry (the
 /// global `MetricsSystem` is left alone, so several daemons can run in one test process).
@@ -30,6 +31,7 @@ public final class DaemonMetrics: Sendable {
     let overlongNames: CoreMetrics.Counter
     let supersededRecords: CoreMetrics.Counter
     let nonfiniteRows: CoreMetrics.Counter
+    let stalePartialFiles: CoreMetrics.Gauge
     let totalsShards: CoreMetrics.Gauge
     let totalsRows: CoreMetrics.Gauge
     let totalsLoss: CoreMetrics.Gauge
@@ -58,6 +60,7 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_overlong_names_total", "Shards whose name is too long for the file names derived from it; quarantined in failed/ under a shortened name."),
         ("smoothd_superseded_records_total", "Summaries superseded by a re-run of the same shard (moved to OUTPUT/superseded/) since start."),
         ("smoothd_nonfinite_rows_total", "Rows with a NaN or infinite logit in shards processed since start (left out of every metric; --fail-on-nonfinite rejects such shards)."),
+        ("smoothd_stale_partial_files", "Unfinished spool files (.*, *.tmp, *.part) unchanged for --stale-partial-seconds; never touched."),
         ("smoothd_totals_shards", "Shards in totals.json, by result."),
         ("smoothd_totals_rows", "Rows in totals.json."),
         ("smoothd_totals_loss", "Label-smoothed loss over all summaries in totals.json."),
@@ -65,12 +68,19 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_totals_accuracy", "Top-1 accuracy over all summaries in totals.json."),
         ("smoothd_totals_ece", "Expected calibration error over all summaries in totals.json."),
         ("smoothd_build_info", "Build information; the value is always 1."),
-    ]
+    ] + GroupGauges.help
 
-    /// Creates the registry and every metric; `version` goes into `smoothd_build_info`.
-    public init(version: String) {
+    /// The most groups the `smoothd_group_*` gauges show (`--metrics-max-groups`).
+    let maximumGroups: Int
+    /// The rendered group gauges (see ``GroupGauges``), replaced by ``updateTotals(_:options:)``.
+    private let groupText = Mutex<[UInt8]>([])
+
+    /// Creates the registry and every metric; `version` goes into `smoothd_build_info`; at most `maximumGroups`
+    /// groups get `smoothd_group_*` gauges.
+    public init(version: String, maximumGroups: Int = 100) {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
+        self.maximumGroups = maximumGroups
         let help = Dictionary(DaemonMetrics.families.map { ($0.name, $0.help) }, uniquingKeysWith: { a, _ in a })
         let factory = DescribedPrometheusFactory(
             registry: registry, help: help,
@@ -101,6 +111,7 @@ public final class DaemonMetrics: Sendable {
         overlongNames = counter("smoothd_overlong_names_total")
         supersededRecords = counter("smoothd_superseded_records_total")
         nonfiniteRows = counter("smoothd_nonfinite_rows_total")
+        stalePartialFiles = gauge("smoothd_stale_partial_files")
         totalsShards = gauge("smoothd_totals_shards", [("result", "ok")])
         totalsShardsFailed = gauge("smoothd_totals_shards", [("result", "failed")])
         totalsRows = gauge("smoothd_totals_rows")
@@ -113,16 +124,16 @@ public final class DaemonMetrics: Sendable {
         for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames, supersededRecords, nonfiniteRows] {
             c.increment(by: 0)
         }
-        for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows] { g.record(0) }
+        for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows, stalePartialFiles] { g.record(0) }
     }
 
     let totalsShardsFailed: CoreMetrics.Gauge
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric: the registry's, then the group gauges.
     public func render() -> [UInt8] {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
-        return buffer
+        return buffer + groupText.withLock { $0 }
     }
 
     /// Sets the totals gauges from the ledger.
@@ -135,6 +146,8 @@ public final class DaemonMetrics: Sendable {
         totalsNLL.record(values.nll ?? .nan)
         totalsAccuracy.record(values.accuracy ?? .nan)
         totalsECE.record(values.ece ?? .nan)
+        let groups = GroupGauges.render(ledger, options: options, limit: maximumGroups)
+        groupText.withLock { $0 = groups }
     }
 
     /// The compiler's language mode, for `smoothd_build_info`.

@@ -46,6 +46,8 @@ struct SummaryRecord: Sendable, JSONObjectEncodable {
     var group: RunKey
     /// The record this one superseded (moved to `OUTPUT/superseded/`) and the identity they share; not written.
     var superseded: (instance: String, identity: ShardIdentity)?
+    /// Its group's completeness when this record completed the group (for the log); not written.
+    var completedGroup: Completeness?
     /// The name recorded under, when it differs from the shard's.
     var instance: String?
     /// When it was committed (ISO 8601, UTC).

@@ -19,7 +19,7 @@ public struct DaemonRun: Sendable {
     public init(configuration: DaemonConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        metrics = DaemonMetrics(version: configuration.version)
+        metrics = DaemonMetrics(version: configuration.version, maximumGroups: configuration.metricsMaxGroups)
     }
 
     /// Runs until stopped. Returns normally after a graceful shutdown or a drained `--exit-when-idle` run;

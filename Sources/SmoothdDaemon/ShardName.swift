@@ -35,6 +35,13 @@ public enum ShardName {
         isShardShaped(name) && display(name).utf8.count > maximumLength
     }
 
+    /// Whether `name` is a producer's unfinished name: its display name starts with `.` or ends in `.tmp` or
+    /// `.part` (the temporary names of the producer protocol).
+    public static func isUnfinished(_ name: String) -> Bool {
+        let shown = display(name)
+        return shown.utf8.first == UInt8(ascii: ".") || shown.hasSuffix(".tmp") || shown.hasSuffix(".part")
+    }
+
     /// The rules of ``isFinal(_:)`` except the length limit.
     static func isShardShaped(_ name: String) -> Bool {
         // Byte-wise: a leading "." followed by a combining mark still counts as a leading ".".

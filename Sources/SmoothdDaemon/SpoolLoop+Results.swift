@@ -40,6 +40,11 @@ extension SpoolLoop {
                         "rows": "\(summary.accumulator.rows)", "fraction": "\(fraction)",
                     ])
             }
+            if let completeness = record.completedGroup {
+                logger.notice("group is complete: every rank it states is present", metadata: [
+                    "group": "\(record.group)", "expected": "\(completeness.expected)", "present": "\(completeness.present)",
+                ])
+            }
             if let (old, identity) = record.superseded {
                 metrics.supersededRecords.increment()
                 logger.warning("re-run supersedes an earlier record; only the newer is counted, the older moved to superseded/", metadata: [

@@ -28,6 +28,16 @@ extension SpoolStore {
         try scanSpoolEntries().map { ($0.name, $0.info.size) }
     }
 
+    /// Unfinished regular files in the spool (see ``ShardName/isUnfinished(_:)``), for the stale-partial report.
+    func scanPartials() throws(FileSystemError) -> [StalePartials.Entry] {
+        var found: [StalePartials.Entry] = []
+        for name in try spool.names() where ShardName.isUnfinished(name) && name != SpoolStore.workDirectoryName {
+            guard let info = try spool.entry(name), info.kind == .regular else { continue }
+            found.append(StalePartials.Entry(name: name, size: info.size, modified: Double(info.modificationNanoseconds) / 1e9))
+        }
+        return found
+    }
+
     /// ``scanSpool()`` with each entry's full information.
     func scanSpoolEntries() throws(FileSystemError) -> [(name: String, info: EntryInfo)] {
         var found: [(name: String, info: EntryInfo)] = []

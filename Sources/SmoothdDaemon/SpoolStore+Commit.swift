@@ -157,8 +157,10 @@ extension SpoolStore {
                 // Crash-safe order: the new record is durable first, then the one it supersedes leaves (a crash in
                 // between leaves both; the totals rebuilt at start count the newer and recovery moves the older).
                 try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: record.recordBytes)
-                if let old = totals.recordSuccess(summary.accumulator, placement: placement, time: time,
-                                                  file: ShardName.summaryFile(item.instance), instance: item.instance) {
+                let merged = totals.recordSuccess(summary.accumulator, placement: placement, time: time,
+                                                  file: ShardName.summaryFile(item.instance), instance: item.instance)
+                record.completedGroup = merged.completed
+                if let old = merged.superseded {
                     try moveSuperseded(old.name)
                     record.superseded = (old.name, placement.identity)
                 }

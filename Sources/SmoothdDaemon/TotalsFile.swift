@@ -68,24 +68,35 @@ final class TotalsFile: Sendable {
     /// The group-by of the ledger.
     let groupBy: GroupBy
 
-    /// Merges the committed summary `file` of `instance` (its record name) and rewrites `totals.json`; returns the
-    /// live shard of the same identity it supersedes, if any. Blocking (it writes the file).
+    /// What merging a summary changed: the live shard it superseded, and whether its group became complete.
+    struct Merged: Sendable {
+        /// The live shard of the same identity it replaced, if any.
+        var superseded: RunLedger.Shard?
+        /// The group's completeness when this summary completed it (no rank missing now, one missing before).
+        var completed: Completeness?
+    }
+
+    /// Merges the committed summary `file` of `instance` (its record name) and rewrites `totals.json`. Blocking
+    /// (it writes the file).
     @discardableResult
-    func recordSuccess(_ accumulator: MetricAccumulator, placement: ShardPlacement, time: String, file: String, instance: String) -> RunLedger.Shard? {
-        let changed = state.withLock { state -> (changed: Bool, superseded: RunLedger.Shard?) in
+    func recordSuccess(_ accumulator: MetricAccumulator, placement: ShardPlacement, time: String, file: String, instance: String) -> Merged {
+        let merged = state.withLock { state -> Merged? in
+            let before = state.ledger.runs.group(placement.group)?.completeness
             let superseded: RunLedger.Shard?
             do {
                 superseded = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file)
             } catch {
                 logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
-                return (false, nil)
+                return nil
             }
             state.recorded.insert(instance)
             state.version += 1
-            return (true, superseded)
+            let after = state.ledger.runs.group(placement.group)?.completeness
+            let completed = after.flatMap { $0.isComplete && !(before?.isComplete ?? false) ? $0 : nil }
+            return Merged(superseded: superseded, completed: completed)
         }
-        if changed.changed { write() }
-        return changed.superseded
+        if merged != nil { write() }
+        return merged ?? Merged()
     }
 
     /// Counts a committed error record and rewrites `totals.json`. Blocking (it writes the file).

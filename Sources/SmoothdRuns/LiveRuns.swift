@@ -73,6 +73,9 @@ public struct LiveRuns: Sendable {
         return (ordered.map { ($0.report, $0.state.updated) }, ordered.flatMap(\.state.warnings))
     }
 
+    /// The current report of the group `key`, if it has live shards.
+    public func group(_ key: RunKey) -> RunGroup? { states[key]?.report }
+
     /// The merge of every live shard.
     public var total: MetricAccumulator {
         states.values.reduce(into: MetricAccumulator(options: options)) { total, state in

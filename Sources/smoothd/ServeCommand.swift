@@ -55,6 +55,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing.", valueName: "bytes"))
     var largeShardBytes = ServeCommand.defaults.largeShardBytes
 
+    @Option(help: ArgumentHelp("The most groups with smoothd_group_* gauges (the most recently updated); the others are counted in smoothd_groups_omitted.", valueName: "n"))
+    var metricsMaxGroups = ServeCommand.defaults.metricsMaxGroups
+
+    @Option(help: ArgumentHelp("Seconds after which an unfinished spool file (.*, *.tmp, *.part) that has not changed is logged once and counted in smoothd_stale_partial_files (never touched).", valueName: "seconds"))
+    var stalePartialSeconds = ServeCommand.defaults.stalePartialSeconds
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel = "info"
 
@@ -128,6 +134,8 @@ struct ServeCommand: AsyncParsableCommand {
         if let rescanInterval { configuration.rescanInterval = try ServeCommand.duration(rescanInterval, "--rescan-interval") }
         if let shutdownGrace { configuration.shutdownGrace = try ServeCommand.duration(shutdownGrace, "--shutdown-grace") }
         configuration.largeShardBytes = largeShardBytes
+        configuration.metricsMaxGroups = metricsMaxGroups
+        configuration.stalePartialSeconds = stalePartialSeconds
         let version = SmoothdCommand.configuration.version
         configuration.version = version.isEmpty ? "dev" : version
         do {
