@@ -73,6 +73,18 @@ public struct ResultRecord: Sendable {
     /// The state, or the failure.
     public var outcome: Outcome
 
+    /// A record read elsewhere (tests, or a caller with its own records).
+    public init(shard: String, file: String, key: String? = nil, meta: JSONValue?, metaOmitted: Bool = false, processedAt: String? = nil,
+                outcome: Outcome) {
+        self.shard = shard
+        self.file = file
+        self.key = key
+        self.meta = meta
+        self.metaOmitted = metaOmitted
+        self.processedAt = processedAt
+        self.outcome = outcome
+    }
+
     /// `FILE` for a record file, `FILE (shards[i], SHARD)` for an entry of an `eval --json` document.
     public var source: String {
         guard let key else { return file }
