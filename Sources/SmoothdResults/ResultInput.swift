@@ -75,8 +75,9 @@ public struct ResultRecord: Sendable {
     /// The state, or the failure.
     public var outcome: Outcome
 
-    /// A record with every member given (callers that evaluate shards themselves, such as `smoothd report`).
-    public init(shard: String, file: String, key: String?, meta: JSONValue?, metaOmitted: Bool, processedAt: String?, outcome: Outcome) {
+    /// A record built by a caller with its own records (`smoothd report` evaluating shards itself, tests).
+    public init(shard: String, file: String, key: String? = nil, meta: JSONValue?, metaOmitted: Bool = false, processedAt: String? = nil,
+                outcome: Outcome) {
         self.shard = shard
         self.file = file
         self.key = key
