@@ -1,6 +1,7 @@
 import Logging
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdRuns
 
 /// A configuration value out of range.
 public struct DaemonConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -12,6 +13,20 @@ public struct DaemonConfigurationError: Error, Sendable, Equatable, CustomString
     public var description: String { message }
 }
 
+/// How `serve` places shards in runs (the rules are `SmoothdRuns`', shared with `eval`).
+public struct RunRules: Sendable, Equatable {
+    /// The meta keys results are grouped by (`--group-by`, default `model,checkpoint,split`).
+    public var groupBy: GroupBy = .standard
+    /// A shard with non-finite rows is invalid (`--fail-on-nonfinite`: kind `nonfinite_rows`, moved to `failed/`).
+    public var failOnNonfinite = false
+
+    /// The defaults.
+    public init(groupBy: GroupBy = .standard, failOnNonfinite: Bool = false) {
+        self.groupBy = groupBy
+        self.failOnNonfinite = failOnNonfinite
+    }
+}
+
 /// Everything `smoothd serve` needs; `ServeCommand` builds it from flags and the config file, tests build it
 /// directly.
 public struct DaemonConfiguration: Sendable {
@@ -21,6 +36,8 @@ public struct DaemonConfiguration: Sendable {
     public var outputDirectory: String
     /// Metric options, and the decode threads and memory budget shared by all shards in flight.
     public var evaluation: EvaluationOptions
+    /// Grouping and the non-finite rule.
+    public var runs = RunRules()
     /// Shards processed at once (`--max-inflight`, default 2).
     public var maxInflight: Int = 2
     /// Where `/metrics` and `/healthz` are served; `nil` disables the server. Default `127.0.0.1:9464`.

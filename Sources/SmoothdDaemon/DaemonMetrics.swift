@@ -28,6 +28,8 @@ public final class DaemonMetrics: Sendable {
     let unsettled: CoreMetrics.Counter
     let claimErrors: CoreMetrics.Counter
     let overlongNames: CoreMetrics.Counter
+    let supersededRecords: CoreMetrics.Counter
+    let nonfiniteRows: CoreMetrics.Counter
     let totalsShards: CoreMetrics.Gauge
     let totalsRows: CoreMetrics.Gauge
     let totalsLoss: CoreMetrics.Gauge
@@ -48,12 +50,14 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_last_success_timestamp_seconds", "Unix time of the last shard committed with a summary."),
         ("smoothd_inotify_overflows_total", "inotify queue overflows (each one triggers a rescan)."),
         ("smoothd_rescans_total", "Full spool rescans (start, periodic, overflow)."),
-        ("smoothd_shard_name_reuses_total", "Shards whose name was already processed; recorded under NAME~N."),
+        ("smoothd_shard_name_reuses_total", "Shards whose name was already used by a recorded shard; recorded under NAME~N."),
         ("smoothd_commit_errors_total", "I/O errors while committing a shard (the shard is retried)."),
         ("smoothd_read_errors_total", "I/O errors while opening or reading a claimed shard (retried, then rejected as unreadable)."),
         ("smoothd_unsettled_shards_total", "Evaluations discarded because the file changed while it was read (a producer still writing)."),
         ("smoothd_claim_errors_total", "Spool entries that could not be claimed (left in place, retried after a backoff)."),
         ("smoothd_overlong_names_total", "Shards whose name is too long for the file names derived from it; quarantined in failed/ under a shortened name."),
+        ("smoothd_superseded_records_total", "Summaries superseded by a re-run of the same shard (moved to OUTPUT/superseded/) since start."),
+        ("smoothd_nonfinite_rows_total", "Rows with a NaN or infinite logit in shards processed since start (left out of every metric; --fail-on-nonfinite rejects such shards)."),
         ("smoothd_totals_shards", "Shards in totals.json, by result."),
         ("smoothd_totals_rows", "Rows in totals.json."),
         ("smoothd_totals_loss", "Label-smoothed loss over all summaries in totals.json."),
@@ -95,6 +99,8 @@ public final class DaemonMetrics: Sendable {
         unsettled = counter("smoothd_unsettled_shards_total")
         claimErrors = counter("smoothd_claim_errors_total")
         overlongNames = counter("smoothd_overlong_names_total")
+        supersededRecords = counter("smoothd_superseded_records_total")
+        nonfiniteRows = counter("smoothd_nonfinite_rows_total")
         totalsShards = gauge("smoothd_totals_shards", [("result", "ok")])
         totalsShardsFailed = gauge("smoothd_totals_shards", [("result", "failed")])
         totalsRows = gauge("smoothd_totals_rows")
@@ -104,7 +110,7 @@ public final class DaemonMetrics: Sendable {
         totalsECE = gauge("smoothd_totals_ece")
         gauge("smoothd_build_info", [("version", version), ("swift", DaemonMetrics.swiftVersion)]).record(1)
         // Counters start at zero so that every family is present in the first scrape.
-        for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames] {
+        for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames, supersededRecords, nonfiniteRows] {
             c.increment(by: 0)
         }
         for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows] { g.record(0) }

@@ -182,6 +182,13 @@ public enum ShardName {
         return String(instance[..<tilde])
     }
 
+    /// The ordinal of an instance name: N for `DISPLAY~N`, 1 for the display name itself.
+    public static func ordinal(ofInstance instance: String) -> Int {
+        let source = source(ofInstance: instance)
+        guard source.utf8.count < instance.utf8.count else { return 1 }
+        return Int(instance.dropFirst(source.count + 1)) ?? 1
+    }
+
     /// `OUTPUT/INSTANCE.summary.json`'s file name.
     public static func summaryFile(_ instance: String) -> String { instance + ".summary.json" }
 

@@ -209,7 +209,8 @@ struct ShardWork: Sendable {
         do {
             return try await pool.runIfActive {
                 service.store.process(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
-                                      totals: service.totals, gate: service.gate, attempts: attempts)
+                                      totals: service.totals, gate: service.gate, attempts: attempts,
+                                      failOnNonfinite: service.configuration.runs.failOnNonfinite)
             }
         } catch {
             return .abandoned(item)

@@ -1,6 +1,7 @@
 import Logging
 import SmoothdJSON
 import SmoothdMetrics
+import SmoothdRuns
 import Synchronization
 
 /// The in-memory ledger shared by the shard workers, and `OUTPUT/totals.json`, rewritten atomically after each
@@ -46,6 +47,7 @@ final class TotalsFile: Sendable {
     /// Starts from `ledger` (rebuilt from the output directory).
     init(ledger: TotalsLedger, output: DirectoryHandle, options: MetricOptions, logger: Logger) {
         self.state = Mutex(State(ledger: ledger, output: output))
+        groupBy = ledger.runs.groupBy
         self.options = options
         self.logger = logger
     }
@@ -63,20 +65,27 @@ final class TotalsFile: Sendable {
     /// record again, so it need not be remembered.
     func commitFinished(_ instance: String) { _ = state.withLock { $0.recorded.remove(instance) } }
 
-    /// Merges a committed summary and rewrites `totals.json`. Blocking (it writes the file).
-    func recordSuccess(_ accumulator: MetricAccumulator, time: String, file: String, instance: String? = nil) {
-        let changed = state.withLock { state -> Bool in
+    /// The group-by of the ledger.
+    let groupBy: GroupBy
+
+    /// Merges the committed summary `file` of `instance` (its record name) and rewrites `totals.json`; returns the
+    /// live shard of the same identity it supersedes, if any. Blocking (it writes the file).
+    @discardableResult
+    func recordSuccess(_ accumulator: MetricAccumulator, placement: ShardPlacement, time: String, file: String, instance: String) -> RunLedger.Shard? {
+        let changed = state.withLock { state -> (changed: Bool, superseded: RunLedger.Shard?) in
+            let superseded: RunLedger.Shard?
             do {
-                try state.ledger.addSuccess(accumulator, time: time, file: file)
+                superseded = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file)
             } catch {
                 logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
-                return false
+                return (false, nil)
             }
-            if let instance { state.recorded.insert(instance) }
+            state.recorded.insert(instance)
             state.version += 1
-            return true
+            return (true, superseded)
         }
-        if changed { write() }
+        if changed.changed { write() }
+        return changed.superseded
     }
 
     /// Counts a committed error record and rewrites `totals.json`. Blocking (it writes the file).
