@@ -33,7 +33,10 @@ struct MetricOptionGroup: ParsableArguments {
     var threads: Int?
 
     @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB.", valueName: "bytes"))
-    var memoryBudget = "\(EvaluationOptions.defaultMemoryBudget >> 20)MiB"
+    var memoryBudget = MetricOptionGroup.defaultMemoryBudget
+
+    /// `--memory-budget` when not given: `EvaluationOptions`' default, as the help shows it.
+    static let defaultMemoryBudget = "\(EvaluationOptions.defaultMemoryBudget >> 20)MiB"
 
     /// The options (`serve` merges its config file into the arguments before parsing, so the file's values
     /// arrive here as flags).
