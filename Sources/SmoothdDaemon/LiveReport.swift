@@ -70,7 +70,7 @@ final class LiveReport: Sendable {
             groups = groups.indices.filter(kept.contains).map { groups[$0] }
         }
         let total = JSONValue.object((record.objectMembers ?? []).filter { $0.0 != "groups" })
-        let document = ReportDocument.data(inputs: [output], groups: groups, total: total, invalid: [])
+        let document = JSONValue.object([("inputs", .array([.string(output)])), ("groups", .array(groups)), ("total", total)])
         let html: String
         do {
             html = HTMLReport.render(try ReportDocument(document: document, generatedAt: WallClock.iso8601(now), notes: notes))

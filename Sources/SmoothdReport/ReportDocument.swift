@@ -1,9 +1,9 @@
 import SmoothdJSON
 
 /// Everything one HTML report shows, read from the document it embeds: `{"inputs": [...], "groups": [...],
-/// "total": {...}, "invalid": [...]}` with groups and total in the `eval --json` schema (as `merge --json` prints
-/// them) and invalid shards as `eval --json` entries with `ok: false`. Reading the drawn values from that one
-/// document keeps the page and its embedded data from disagreeing.
+/// "total": {...}}` as `smoothd merge --json` prints it (groups and total in the `eval --json` schema; an input is
+/// a path or an object with `path`). Reading the drawn values from that one document keeps the page and its
+/// embedded data from disagreeing.
 public struct ReportDocument: Sendable {
     /// The metric options the numbers were computed with.
     public struct Settings: Sendable {
@@ -91,7 +91,7 @@ public struct ReportDocument: Sendable {
         public var metrics: Metrics
     }
 
-    /// A shard that was not counted.
+    /// A shard that was not counted (or an input that could not be read).
     public struct InvalidShard: Sendable {
         /// Its path.
         public var shard: String
@@ -101,6 +101,14 @@ public struct ReportDocument: Sendable {
         public var offset: Int64?
         /// Why.
         public var reason: String
+
+        /// An invalid shard.
+        public init(shard: String, kind: String, offset: Int64?, reason: String) {
+            self.shard = shard
+            self.kind = kind
+            self.offset = offset
+            self.reason = reason
+        }
     }
 
     /// What was evaluated: input paths or a daemon's output directory.
@@ -125,11 +133,13 @@ public struct ReportDocument: Sendable {
     public var data: JSONValue
 
     /// Reads `document` (see the type's description). `steps` maps a group key's compact JSON text to its numeric
-    /// meta `step` (groups not in it have none).
-    public init(document: JSONValue, steps: [String: Double] = [:], generatedAt: String, notes: [String] = []) throws(ReportInputError) {
+    /// meta `step` (groups not in it have none); `invalid` lists the shards not counted.
+    public init(document: JSONValue, steps: [String: Double] = [:], invalid: [InvalidShard] = [], generatedAt: String,
+                notes: [String] = []) throws(ReportInputError) {
         let reader = Reader()
         guard let total = document["total"] else { throw ReportInputError("the document has no total") }
-        inputs = (document["inputs"]?.arrayValue ?? []).compactMap(\.stringValue)
+        inputs = (document["inputs"]?.arrayValue ?? []).compactMap { $0.stringValue ?? $0["path"]?.stringValue }
+        self.invalid = invalid
         self.generatedAt = generatedAt
         self.notes = notes
         data = document
@@ -148,13 +158,6 @@ public struct ReportDocument: Sendable {
             groups.append(Group(key: key, shards: try reader.count(value, "shards", in: place), step: steps[JSONValue.object(key).serialized()],
                                 completeness: try value["completeness"].map { c throws(ReportInputError) in try reader.completeness(c, in: place) },
                                 metrics: try reader.metrics(value, in: place)))
-        }
-        invalid = []
-        for (i, value) in (document["invalid"]?.arrayValue ?? []).enumerated() {
-            let place = "invalid[\(i)]"
-            guard let error = value["error"] else { throw ReportInputError("\(place) has no error") }
-            invalid.append(InvalidShard(shard: try reader.string(value, "shard", in: place), kind: try reader.string(error, "kind", in: place),
-                                        offset: error["offset"]?.intValue, reason: try reader.string(error, "reason", in: place)))
         }
     }
 }

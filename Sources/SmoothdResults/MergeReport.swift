@@ -97,7 +97,8 @@ public struct MergeReport: Sendable {
     public var supersessions: [Supersession]
     /// Runs whose shards disagree on `num_shards`.
     public var disagreements: [NumShardsDisagreement]
-    /// Warning lines, in the order: omitted meta, supersessions, disagreeing `num_shards`, non-finite rows.
+    /// Warning lines, in the order: empty directories and omitted meta (input order), supersessions, disagreeing
+    /// `num_shards`, non-finite rows.
     public var warnings: [String]
 
     /// True when any input had a problem (the exit status of `smoothd merge` is then 1).
@@ -120,6 +121,9 @@ public struct MergeReport: Sendable {
         var placements: [Int: ShardPlacement] = [:]
         for (inputIndex, input) in inputs.enumerated() {
             var report = InputReport(path: input.path, kind: input.kind, shardsOK: 0, shardsFailed: 0, errors: input.errors)
+            if input.kind == .directory, input.records.isEmpty, input.errors.isEmpty {
+                warnings.append("\(input.path): no *.summary.json or *.error.json in this directory (is it a serve output directory?)")
+            }
             // States of other top-k or bins, by [top-k, bins]: one error each, naming the first record.
             var mismatches: [[Int]: (first: ResultRecord, count: Int)] = [:]
             var mismatchOrder: [[Int]] = []

@@ -37,17 +37,6 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let options = try metricOptions.evaluationOptions()
-        let report = try EvalCommand.evaluate(shards, options: options, runOptions: runOptions)
-        if json {
-            print(report.json.serialized(pretty: true))
-        } else {
-            print(ResultTable.render(report, options: options.metrics), terminator: "")
-        }
-        if report.total.shardsFailed > 0 { throw ExitCode(1) }
-    }
-
-    /// Evaluates `shards` in order with a progress display, groups them as `runOptions` say and prints the warnings.
-    static func evaluate(_ shards: [String], options: EvaluationOptions, runOptions: RunOptionGroup) throws -> EvalReport {
         let groupBy = try runOptions.parsedGroupBy()
         let evaluator = ShardEvaluator(options: options)
         var outcomes: [ShardOutcome] = []
@@ -57,10 +46,15 @@ struct EvalCommand: ParsableCommand {
             progress.stop()
         }
         let report = EvalReport(outcomes, groupBy: groupBy, options: options.metrics, failOnNonfinite: runOptions.failOnNonfinite)
-        for warning in warnings(report) {
+        for warning in EvalCommand.warnings(report) {
             FileHandle.standardError.write(Data("smoothd: warning: \(warning)\n".utf8))
         }
-        return report
+        if json {
+            print(report.json.serialized(pretty: true))
+        } else {
+            print(ResultTable.render(report, options: options.metrics), terminator: "")
+        }
+        if report.total.shardsFailed > 0 { throw ExitCode(1) }
     }
 
     /// One line per re-run, per run disagreeing on num_shards, per live shard with non-finite rows.

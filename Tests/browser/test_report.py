@@ -228,6 +228,18 @@ class RunsReportTest(ReportPage):
             self.check_diagram(self.dom, f"group-{i}", group, f"group {group['key']}")
         self.check_diagram(self.dom, "total", data["total"], "total")
 
+    def test_eval_json_input_gives_the_same_groups(self):
+        """An eval --json output is read as smoothd merge reads it: its groups are eval's, bit for bit."""
+        files = [str(FIXTURES / f["file"]) for f in self.files]
+        proc = subprocess.run([BINARY, "eval", "--json"] + files, capture_output=True, text=True, timeout=600)
+        doc = json.loads(proc.stdout)
+        (self.tmp / "eval.json").write_text(proc.stdout)
+        out = self.tmp / "from-json.html"
+        subprocess.run([BINARY, "report", "-o", str(out), str(self.tmp / "eval.json")], capture_output=True, timeout=600)
+        data = self.embedded(DOM(out.read_text(encoding="utf-8")))
+        self.assertEqual(data["groups"], doc["groups"])
+        self.assertEqual(data["groups"], self.embedded(self.dom)["groups"])
+
     def test_trend_points_in_checkpoint_order(self):
         data = self.embedded(self.dom)
         # Expected order from the fixtures' own meta: by step (every checkpoint here states one).
