@@ -389,7 +389,7 @@ def build_valid(outdir: Path):
         entry = {"file": rel, "num_classes": r["num_classes"], "logit_dtype": r["logit_dtype"],
                  "label_dtype": r["label_dtype"], "ignore_index": r["ignore_index"]}
         for key in ("rows", "counted_rows", "ignored_rows", "nonfinite_rows", "nll", "perplexity", "accuracy",
-                    "mean_confidence", "entropy", "brier", "top_k_accuracy", "ece", "loss", "meta"):
+                    "mean_confidence", "entropy", "brier", "top_k_accuracy", "ece", "mce", "reliability", "loss", "meta"):
             entry[key] = r[key]
         if name == "worked_example":
             check_worked_example(entry)

@@ -247,6 +247,10 @@ class Accumulator:
         # Per-chunk float64 sums, added with math.fsum at the end (exactly rounded over chunks).
         self._sums = {name: [] for name in ("nll", "uniform", "others", "conf", "brier", "entropy")}
         self._bins = {b: [] for b in self.ece_bins}  # per chunk: per bin, the sum of (correct - conf)
+        # Reliability diagram: per bin the row count, the correct rows, and per chunk the sum of conf.
+        self._bin_rows = {b: np.zeros(b, np.int64) for b in self.ece_bins}
+        self._bin_hits = {b: np.zeros(b, np.int64) for b in self.ece_bins}
+        self._bin_conf = {b: [] for b in self.ece_bins}
 
     def update(self, labels, logits) -> None:
         y = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -280,6 +284,9 @@ class Accumulator:
             order = np.argsort(b, kind="stable")
             edges = np.searchsorted(b[order], np.arange(B + 1))
             self._bins[B].append([math.fsum(correct_minus_conf[order[edges[i]:edges[i + 1]]]) for i in range(B)])
+            self._bin_conf[B].append([math.fsum(conf[order[edges[i]:edges[i + 1]]]) for i in range(B)])
+            self._bin_rows[B] += np.bincount(b, minlength=B)
+            self._bin_hits[B] += np.bincount(b[hit], minlength=B)
 
     def result(self) -> dict:
         n = self.counted
@@ -310,6 +317,28 @@ class Accumulator:
         }
         return out
 
+    def calibration(self) -> dict:
+        """{"mce": {B: ...}, "reliability": {B: [bin, ...]}} for each bin count B (kept out of result(),
+        whose keys other references' expected files list)."""
+        mce = {}
+        for B in self.ece_bins:
+            # The largest |acc_b - conf_b| = |sum over the bin of (correct - conf)| / n_b over non-empty bins.
+            gaps = [abs(math.fsum(c[b] for c in self._bins[B])) / int(self._bin_rows[B][b])
+                    for b in range(B) if self._bin_rows[B][b] > 0]
+            mce[str(B)] = max(gaps) if gaps else None
+        return {"mce": mce, "reliability": {str(B): self._reliability(B) for B in self.ece_bins}}
+
+    def _reliability(self, B: int) -> list:
+        """B bins [b/B, (b+1)/B): count, accuracy and mean confidence (None for an empty bin)."""
+        out = []
+        for b in range(B):
+            count = int(self._bin_rows[B][b])
+            conf = math.fsum(c[b] for c in self._bin_conf[B])
+            out.append({"lower": b / B, "upper": (b + 1) / B, "count": count,
+                        "accuracy": int(self._bin_hits[B][b]) / count if count else None,
+                        "mean_confidence": conf / count if count else None})
+        return out
+
     def merge(self, other: "Accumulator") -> "Accumulator":
         """Pool another accumulator (same top_ks, ece_bins, epsilons; any K) into this one."""
         if (self.top_ks, self.ece_bins, self.epsilons) != (other.top_ks, other.ece_bins, other.epsilons):
@@ -325,6 +354,9 @@ class Accumulator:
             self._sums[name] += other._sums[name]
         for B in self.ece_bins:
             self._bins[B] += other._bins[B]
+            self._bin_conf[B] += other._bin_conf[B]
+            self._bin_rows[B] += other._bin_rows[B]
+            self._bin_hits[B] += other._bin_hits[B]
         return self
 
 
@@ -375,6 +407,7 @@ def evaluate_shard(path, **kw) -> dict:
     header, acc = accumulate_shard(path, **kw)
     out = dict(header)
     out.update(acc.result())
+    out.update(acc.calibration())
     return out
 
 

@@ -16,6 +16,8 @@ struct HTTPRoutes: Sendable {
     var metrics: @Sendable () -> [UInt8]
     /// `nil` when healthy, else the reason `GET /healthz` reports with a 503.
     var unhealthyReason: @Sendable () -> String?
+    /// The HTML report for `GET /` and the bytes of `totals.json` for `GET /totals.json`; nil until the totals are loaded.
+    var live: @Sendable () -> LiveReport.Rendered? = { nil }
 }
 
 /// The metrics address cannot be bound (in use, not local, not permitted).
@@ -31,7 +33,8 @@ public struct MetricsListenError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// A minimal HTTP/1.1 server on SwiftNIO for `GET /metrics` and `GET /healthz` (also `HEAD`).
+/// A minimal HTTP/1.1 server on SwiftNIO for `GET /metrics`, `GET /healthz`, the live report `GET /` and
+/// `GET /totals.json` (also `HEAD`).
 ///
 /// Requests with a body are refused (413) without reading it; other methods get 405, other paths 404.
 /// A connection idle for `idleTimeout`, or whose request head is not complete within `requestTimeout`, is closed,
@@ -200,8 +203,16 @@ final class HTTPRouteHandler: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 respond(context: context, request: request, status: .ok, body: "ok\n", close: !request.isKeepAlive)
             }
+        case "/", "/totals.json":
+            guard let live = routes.live() else {
+                respond(context: context, request: request, status: .serviceUnavailable, body: "totals are not loaded yet\n", close: !request.isKeepAlive)
+                return
+            }
+            let isPage = path == "/"
+            respond(context: context, request: request, status: .ok, bytes: isPage ? live.html : live.totals,
+                    contentType: isPage ? "text/html; charset=utf-8" : "application/json", close: !request.isKeepAlive)
         default:
-            respond(context: context, request: request, status: .notFound, body: "not found; try /metrics or /healthz\n", close: !request.isKeepAlive)
+            respond(context: context, request: request, status: .notFound, body: "not found; try /, /totals.json, /metrics or /healthz\n", close: !request.isKeepAlive)
         }
     }
 

@@ -52,7 +52,24 @@ extension SpoolLoop {
                 entries = .failure(error)
             }
             continuation.yield(.scanned(reason, entries))
+            // Unfinished files too, for the stale-partial report (a failed listing was reported above).
+            if let partials = try? await pool.runIfActive({ try? store.scanPartials() }) {
+                continuation.yield(.partialsScanned(partials))
+            }
         }
+    }
+
+    /// Reports unfinished files that became stale, once each, and sets their gauge; never touches them.
+    mutating func partialsScanned(_ entries: [StalePartials.Entry]) {
+        let before = stalePartials
+        let (newly, stale) = stalePartials.observe(entries, now: WallClock.now())
+        for report in newly {
+            logger.warning("unfinished file in the spool has not changed for a long time (a producer that died before its rename?); left alone",
+                           metadata: ["file": "\(ShardName.display(report.entry.name))", "age_seconds": "\(Int(report.age))",
+                                      "bytes": "\(report.entry.size)", "limit_seconds": "\(Int(before.threshold))"])
+        }
+        service.metrics.stalePartialFiles.record(stale)
+        textfileDirty = textfileDirty || !newly.isEmpty || stale != before.count
     }
 
     /// Queues what a scan found.
@@ -209,7 +226,8 @@ struct ShardWork: Sendable {
         do {
             return try await pool.runIfActive {
                 service.store.process(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
-                                      totals: service.totals, gate: service.gate, attempts: attempts)
+                                      totals: service.totals, gate: service.gate, attempts: attempts,
+                                      failOnNonfinite: service.configuration.runs.failOnNonfinite)
             }
         } catch {
             return .abandoned(item)

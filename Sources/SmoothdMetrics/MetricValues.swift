@@ -24,10 +24,15 @@ public struct MetricValues: Sendable, Equatable {
     public var brier: Double?
     /// Expected calibration error.
     public var ece: Double?
+    /// Maximum calibration error: the largest |accuracy − mean confidence| over the non-empty bins.
+    public var mce: Double?
+    /// The confidence bins ECE and MCE are computed from, lowest first (empty ones included).
+    public var reliability: [ReliabilityBin]
 
     /// Computes the values of `accumulator` under `options`.
     public init(_ accumulator: MetricAccumulator, options: MetricOptions) {
         let values = options.allSmoothingValues
+        reliability = (0..<accumulator.eceBins).map { ReliabilityBin(accumulator, bin: $0) }
         guard accumulator.countedRows > 0 else {
             lossesBySmoothing = values.map { ($0, nil) }
             return
@@ -45,19 +50,48 @@ public struct MetricValues: Sendable, Equatable {
         meanConfidence = accumulator.confidenceSum.value / n
         entropy = accumulator.entropySum.value / n
         brier = accumulator.brierSum.value / n
-        var gap = 0.0
+        var gap = 0.0, maxGap = 0.0
         for b in 0..<accumulator.eceBins where accumulator.binCounts[b] > 0 {
-            gap += abs(Double(accumulator.binCorrect[b]) - accumulator.binConfidence[b].value)
+            let binGap = abs(Double(accumulator.binCorrect[b]) - accumulator.binConfidence[b].value)
+            gap += binGap
+            maxGap = max(maxGap, binGap / Double(accumulator.binCounts[b]))
         }
         ece = gap / n
+        mce = maxGap
     }
 
     /// Compares all values, the per-ε losses included.
     public static func == (lhs: MetricValues, rhs: MetricValues) -> Bool {
         lhs.loss == rhs.loss && lhs.nll == rhs.nll && lhs.perplexity == rhs.perplexity && lhs.accuracy == rhs.accuracy
             && lhs.topKAccuracy == rhs.topKAccuracy && lhs.meanConfidence == rhs.meanConfidence && lhs.entropy == rhs.entropy
-            && lhs.brier == rhs.brier && lhs.ece == rhs.ece
+            && lhs.brier == rhs.brier && lhs.ece == rhs.ece && lhs.mce == rhs.mce && lhs.reliability == rhs.reliability
             && lhs.lossesBySmoothing.count == rhs.lossesBySmoothing.count
             && zip(lhs.lossesBySmoothing, rhs.lossesBySmoothing).allSatisfy { $0.smoothing == $1.smoothing && $0.loss == $1.loss }
+    }
+}
+
+/// One confidence bin of a reliability diagram: rows whose max-probability lies in [lower, upper)
+/// (the last bin includes 1).
+public struct ReliabilityBin: Sendable, Equatable {
+    /// Lower confidence edge.
+    public var lower: Double
+    /// Upper confidence edge.
+    public var upper: Double
+    /// Counted rows in the bin.
+    public var count: UInt64
+    /// Fraction of the bin's rows with rank 0; nil for an empty bin.
+    public var accuracy: Double?
+    /// Mean max-probability of the bin's rows; nil for an empty bin.
+    public var meanConfidence: Double?
+
+    /// Bin `bin` of `accumulator`.
+    public init(_ accumulator: MetricAccumulator, bin: Int) {
+        let bins = Double(accumulator.eceBins)
+        lower = Double(bin) / bins
+        upper = Double(bin + 1) / bins
+        count = accumulator.binCounts[bin]
+        guard count > 0 else { return }
+        accuracy = Double(accumulator.binCorrect[bin]) / Double(count)
+        meanConfidence = accumulator.binConfidence[bin].value / Double(count)
     }
 }

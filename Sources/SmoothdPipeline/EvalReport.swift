@@ -62,8 +62,9 @@ public struct EvalReport: Sendable {
         }
     }
 
-    /// The shard's summary and placement, or why it is not counted.
-    private static func admit(_ outcome: ShardOutcome, groupBy: GroupBy, failOnNonfinite: Bool) -> Result<(ShardSummary, ShardPlacement), ShardFailure> {
+    /// The shard's summary and placement, or why it is not counted (a run rule broken, or non-finite rows with
+    /// `failOnNonfinite`). `serve` admits each shard by the same rule.
+    public static func admit(_ outcome: ShardOutcome, groupBy: GroupBy, failOnNonfinite: Bool) -> Result<(ShardSummary, ShardPlacement), ShardFailure> {
         let summary: ShardSummary
         switch outcome {
         case .failure(let failure): return .failure(failure)

@@ -28,6 +28,14 @@ extension ReportSettings: JSONObjectEncodable {
     }
 }
 
+extension ReliabilityBin: JSONObjectEncodable {
+    /// `lower`, `upper`, `count`, `accuracy`, `mean_confidence` (the last two null for an empty bin).
+    public var jsonMembers: [(String, JSONValue)] {
+        [("lower", .double(lower)), ("upper", .double(upper)), ("count", .int(Int64(count))),
+         ("accuracy", .number(accuracy)), ("mean_confidence", .number(meanConfidence))]
+    }
+}
+
 extension MetricReport: JSONObjectEncodable {
     /// The counts, then the metric values (null when no row was counted).
     public var jsonMembers: [(String, JSONValue)] {
@@ -45,7 +53,9 @@ extension MetricReport: JSONObjectEncodable {
             ("entropy", .number(values.entropy)),
             ("brier", .number(values.brier)),
             ("ece", .number(values.ece)),
+            ("mce", .number(values.mce)),
             ("losses_by_smoothing", .object(values.lossesBySmoothing.map { (ShardReport.smoothingKey($0.smoothing), .number($0.loss)) })),
+            ("reliability", .array(values.reliability.map(\.json))),
         ]
     }
 }

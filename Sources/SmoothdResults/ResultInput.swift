@@ -13,6 +13,8 @@ public enum ResultInputKind: String, Sendable, Equatable {
     case error
     /// A `serve` output directory: its `*.summary.json` and `*.error.json` files.
     case directory
+    /// An LSHD shard that `smoothd report` evaluated (its record comes from the evaluation).
+    case shard
 }
 
 /// A problem with an input: the file, the JSON key or byte offset where there is one, and the reason.
@@ -75,7 +77,7 @@ public struct ResultRecord: Sendable {
     /// The state, or the failure.
     public var outcome: Outcome
 
-    /// A record read elsewhere (tests, or a caller with its own records).
+    /// A record built by a caller with its own records (`smoothd report` evaluating shards itself, tests).
     public init(shard: String, file: String, key: String? = nil, meta: JSONValue?, metaOmitted: Bool = false, processedAt: String? = nil,
                 outcome: Outcome) {
         self.shard = shard

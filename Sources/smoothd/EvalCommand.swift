@@ -72,7 +72,7 @@ struct RunOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Meta keys to group results by, comma-separated, or none for one group. (default: \(GroupBy.standard))", valueName: "key,…"))
     var groupBy: String?
 
-    @Flag(help: "Treat a shard with rows whose logits are not finite as invalid (kind nonfinite_rows, exit 1) instead of leaving those rows out with a warning.")
+    @Flag(inversion: .prefixedNo, help: "Treat a shard with rows whose logits are not finite as invalid (kind nonfinite_rows, exit 1) instead of leaving those rows out with a warning.")
     var failOnNonfinite = false
 
     /// The group-by given, or the default.

@@ -37,7 +37,8 @@ struct MergeCommand: ParsableCommand {
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one input") }
         // Merging reads no shard: the pipeline's resources mean nothing here, and silently ignoring them would mislead.
-        if metricOptions.threads != nil || metricOptions.memoryBudget != nil {
+        // (A budget equal to the default cannot be told from none; it is harmless, so it passes.)
+        if metricOptions.threads != nil || metricOptions.memoryBudget != MetricOptionGroup.defaultMemoryBudget {
             throw ValidationError("--threads and --memory-budget apply to eval and serve; merge reads no shards")
         }
     }
