@@ -66,7 +66,7 @@ struct MergeCommand: ParsableCommand {
         for entry in report.entries {
             let name = entry.record.shard
             switch entry.status {
-            case .counted(let group): rows.append(ResultTable.ShardRow(name: name, group: group, cells: .metrics(entry.metrics!)))
+            case .counted(let group): rows.append(ResultTable.ShardRow(name: name, group: group, cells: .metrics(entry.metrics(options: report.options.metrics)!)))
             case .superseded(let by):
                 rows.append(ResultTable.ShardRow(name: name, group: groupOf[by], cells: .note("superseded by \(by)")))
             case .invalid(let kind, let offset, let reason):
