@@ -3,6 +3,19 @@ import PackageDescription
 
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
+/// A smoothd library target: every one is built with `strict`, and some with `extra` settings too.
+func module(_ name: String, _ dependencies: [Target.Dependency] = [], extra: [SwiftSetting] = []) -> Target {
+    .target(name: name, dependencies: dependencies, swiftSettings: strict + extra)
+}
+
+/// Products of one package dependency.
+func products(_ names: String..., of package: String) -> [Target.Dependency] {
+    names.map { .product(name: $0, package: package) }
+}
+
+let deque = products("DequeModule", of: "swift-collections")
+let logging = products("Logging", of: "swift-log")
+
 // The AVX2 and AVX-512 kernel modules are compiled for those CPUs; elsewhere they are plain builds.
 #if arch(x86_64)
 let avx2: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
@@ -38,69 +51,45 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         // Streaming zstd with caller-owned buffers, and frame indexing for parallel decoding.
-        .target(name: "Zstd", dependencies: ["CZstd"], swiftSettings: strict),
+        module("Zstd", ["CZstd"]),
         // A small ordered JSON value with a deterministic writer and a parser.
-        .target(name: "SmoothdJSON", swiftSettings: strict),
+        module("SmoothdJSON"),
         // LSHD v1: header, incremental parser, writer, typed errors.
-        .target(name: "LSHDFormat", dependencies: ["SmoothdJSON"], swiftSettings: strict),
+        module("LSHDFormat", ["SmoothdJSON"]),
         // The SIMD row kernel, generic over the logit dtype and inlinable into CPU-specific builds.
-        .target(name: "SmoothdKernel", swiftSettings: strict),
+        module("SmoothdKernel"),
         // The same kernel compiled for AVX2; chosen at run time, never called on older CPUs.
-        .target(name: "SmoothdKernelAVX2", dependencies: ["SmoothdKernel"], swiftSettings: strict + avx2),
+        module("SmoothdKernelAVX2", ["SmoothdKernel"], extra: avx2),
         // And for AVX-512 (one 16-lane register per vector).
-        .target(name: "SmoothdKernelAVX512", dependencies: ["SmoothdKernel"], swiftSettings: strict + avx512),
+        module("SmoothdKernelAVX512", ["SmoothdKernel"], extra: avx512),
         // CPU feature detection for that choice.
         .target(name: "CCPUFeatures"),
         // Kernel dispatch and mergeable metric accumulators.
-        .target(
-            name: "SmoothdMetrics",
-            dependencies: ["SmoothdKernel", "SmoothdKernelAVX2", "SmoothdKernelAVX512", "CCPUFeatures", "LSHDFormat", "SmoothdJSON"],
-            swiftSettings: strict
-        ),
+        module("SmoothdMetrics", ["SmoothdKernel", "SmoothdKernelAVX2", "SmoothdKernelAVX512", "CCPUFeatures", "LSHDFormat", "SmoothdJSON"]),
         // Runs of shards: group keys, their order, identity and supersession, completeness, per-group states.
         // Pure (no I/O, no clock), shared by eval and serve.
-        .target(name: "SmoothdRuns", dependencies: ["SmoothdJSON", "SmoothdMetrics"], swiftSettings: strict),
+        module("SmoothdRuns", ["SmoothdJSON", "SmoothdMetrics"]),
         // Bounded-memory, multi-threaded shard evaluation and shard reports.
-        .target(
-            name: "SmoothdPipeline",
-            dependencies: ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", .product(name: "DequeModule", package: "swift-collections")],
-            swiftSettings: strict
-        ),
+        module("SmoothdPipeline", ["Zstd", "LSHDFormat", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns"] + deque),
         // Reading results (eval --json documents, serve summaries and output directories) and merging them
         // per group exactly: `smoothd merge` and `smoothd report`. Pure apart from reading files; no daemon.
-        .target(
-            name: "SmoothdResults",
-            dependencies: ["SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "SmoothdPipeline"],
-            swiftSettings: strict
-        ),
+        module("SmoothdResults", ["SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "SmoothdPipeline"]),
         // The HTML report (reliability diagrams, checkpoint trends): a pure renderer of a typed document.
-        .target(name: "SmoothdReport", dependencies: ["SmoothdJSON", "SmoothdPipeline", "SmoothdRuns", "SmoothdResults"], swiftSettings: strict),
+        module("SmoothdReport", ["SmoothdJSON", "SmoothdPipeline", "SmoothdRuns", "SmoothdResults"]),
         // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs, reference comparison.
-        .target(name: "SmoothdTesting", dependencies: ["Zstd", "SmoothdJSON"], swiftSettings: strict),
+        module("SmoothdTesting", ["Zstd", "SmoothdJSON"]),
         // The spool service: detection, claim/commit, totals, metrics, systemd integration.
-        .target(
-            name: "SmoothdDaemon",
-            dependencies: [
-                "SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "LSHDFormat", "SmoothdReport",
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "DequeModule", package: "swift-collections"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-            ],
-            swiftSettings: strict
+        module(
+            "SmoothdDaemon",
+            ["SmoothdPipeline", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "LSHDFormat", "SmoothdReport"] + logging + deque
+                + products("Metrics", of: "swift-metrics") + products("Prometheus", of: "swift-prometheus")
+                + products("ServiceLifecycle", of: "swift-service-lifecycle") + products("NIOCore", "NIOPosix", "NIOHTTP1", of: "swift-nio")
         ),
         // The thin command-line front end: eval, serve, bench.
         .executableTarget(
             name: "smoothd",
-            dependencies: [
-                "SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "SmoothdResults", "SmoothdReport", "LSHDFormat", "Zstd",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: ["SmoothdPipeline", "SmoothdDaemon", "SmoothdMetrics", "SmoothdJSON", "SmoothdRuns", "SmoothdResults", "SmoothdReport", "LSHDFormat", "Zstd"]
+                + products("ArgumentParser", of: "swift-argument-parser") + logging,
             swiftSettings: strict
         ),
         // Benchmarks against `zstd -d` and the kernel alone (release builds only; see Benchmarks/README.md).
@@ -120,7 +109,7 @@ let package = Package(
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
         .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
         .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat", "SmoothdTesting"]),
-        .testTarget(name: "SmoothdRunsTests", dependencies: ["SmoothdRuns", "SmoothdJSON", "SmoothdMetrics"]),
+        .testTarget(name: "SmoothdRunsTests", dependencies: ["SmoothdRuns", "SmoothdJSON", "SmoothdMetrics", "SmoothdTesting"]),
         .testTarget(name: "SmoothdResultsTests", dependencies: ["SmoothdResults", "SmoothdRuns", "SmoothdJSON", "SmoothdMetrics", "SmoothdPipeline", "SmoothdTesting"]),
         .testTarget(
             name: "SmoothdPipelineTests",
@@ -128,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SmoothdDaemonTests",
-            dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "LSHDFormat", "Zstd", "SmoothdTesting"]
+            dependencies: ["SmoothdDaemon", "SmoothdPipeline", "SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "LSHDFormat", "Zstd", "SmoothdTesting"]
         ),
         .testTarget(name: "SmoothdCLITests", dependencies: ["SmoothdJSON", "SmoothdTesting"]),
     ]

@@ -9,6 +9,9 @@ Builds nothing: run `swift build -c release` first. Generates the synthetic shar
 keeps each one's fastest run, measures peak RSS with wait4(), runs the peer script once per engine, and
 measures the row kernel alone. Prints a Markdown table for Benchmarks/README.md. No assertions: the
 machine is noisy, so the figures are for people, not tests.
+
+`--only merge-10k` (also part of the default set) times `smoothd merge` of 10,000 serve summaries: see
+merge_benchmark().
 """
 import argparse, json, os, platform, subprocess, sys, time
 
@@ -17,6 +20,7 @@ SMOOTHD = os.path.join(ROOT, ".build/release/smoothd")
 BENCH = os.path.join(ROOT, ".build/release/smoothd-bench")
 PEER = os.path.join(os.path.dirname(ROOT), "shared/bench/peer_eval.py")
 PRESETS = ["f32-k32000-1frame", "bf16-k32000-8frames", "f32-k10-10M", "f32-k256000"]
+MERGE = "merge-10k"
 
 
 def run(cmd, stdout=subprocess.DEVNULL):
@@ -42,12 +46,18 @@ def main():
     ap.add_argument("--data", default=os.path.join(ROOT, "bench-data"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--peers", default="numpy,torch")
-    ap.add_argument("--only", default=",".join(PRESETS))
+    ap.add_argument("--only", default=",".join(PRESETS + [MERGE]))
     a = ap.parse_args()
     os.makedirs(a.data, exist_ok=True)
     peers = [p for p in a.peers.split(",") if p]
+    only = a.only.split(",")
+    if MERGE in only:
+        merge_benchmark(a.data, a.runs)
+        only.remove(MERGE)
+        if not only:
+            return
     rows = []
-    for preset in a.only.split(","):
+    for preset in only:
         path = os.path.join(a.data, preset + ".lshd.zst")
         if not os.path.exists(path):
             print(f"generating {path}", file=sys.stderr)
@@ -98,6 +108,66 @@ def main():
     print("| dtype | K = 32,000 | K = 10 |\n|---|---|---|")
     for dtype in ["float32", "bfloat16", "float16"]:
         print(f"| {dtype} | {kernel[(dtype, 32000)]:.2f} | {kernel[(dtype, 10)]:.3f} |")
+
+
+def merge_benchmark(data, runs, shards=10_000, ranks=1_000):
+    """`smoothd merge --json OUT` over 10,000 summaries, side by side with reading the same files (`cat`, the
+    floor), the Python package's merge, and `smoothd eval` over the 10,000 shards themselves.
+
+    The summaries are made once and kept in DATA/merge-10k/: 10,000 small shards (float32, K = 100, 64 rows,
+    meta model/checkpoint/split/shard_index/num_shards: 10 checkpoints of 1,000 ranks, so 10 groups) written
+    with the Python package, then one `smoothd serve --exit-when-idle` that evaluates them into out/ (and
+    moves the shards to spool/done/, which the eval peer reads).
+    """
+    base = os.path.join(data, "merge-10k")
+    spool, out = os.path.join(base, "spool"), os.path.join(base, "out")
+    summaries = lambda: [n for n in os.listdir(out) if n.endswith(".summary.json")] if os.path.isdir(out) else []
+    if len(summaries()) != shards:
+        sys.path.insert(0, os.path.join(ROOT, "python"))
+        import numpy as np
+        import smoothd
+        os.makedirs(spool, exist_ok=True)
+        rng = np.random.default_rng(11)
+        print(f"writing {shards} shards into {spool}", file=sys.stderr)
+        for i in range(shards):
+            checkpoint, rank = 100 * (1 + i // ranks), i % ranks
+            logits = rng.normal(0, 2, (64, 100)).astype(np.float32)
+            labels = rng.integers(0, 100, 64)
+            meta = {"model": "bench", "checkpoint": checkpoint, "split": "validation", "shard_index": rank,
+                    "num_shards": ranks}
+            name = f"bench.{checkpoint}.r{rank}.lshd.zst"
+            smoothd.write_shard(os.path.join(spool, "." + name + ".tmp"), logits, labels, meta=meta, threads=1)
+            os.rename(os.path.join(spool, "." + name + ".tmp"), os.path.join(spool, name))
+        print("serve --exit-when-idle over them", file=sys.stderr)
+        seconds, _, _ = run([SMOOTHD, "serve", "--spool", spool, "--output", out, "--metrics-listen", "none",
+                             "--exit-when-idle"])
+        print(f"serve took {seconds:.1f} s", file=sys.stderr)
+    assert len(summaries()) == shards, f"{out} holds {len(summaries())} summaries, not {shards}"
+    files = sorted(os.path.join(out, n) for n in summaries())
+    cases = [("`cat` of the summaries (floor)", ["sh", "-c", f"cat '{out}'/*.summary.json > /dev/null"]),
+             ("`smoothd merge --json OUT`", [SMOOTHD, "merge", "--json", out]),
+             ("`smoothd merge OUT` (table)", [SMOOTHD, "merge", out]),
+             ("`smoothd eval --json` of the 10,000 shards (SPOOL/done/)",
+              ["sh", "-c", f"'{SMOOTHD}' eval --json '{spool}'/done/*.lshd.zst > /dev/null"]),
+             ("Python `results.merge(results.load(OUT))`",
+              [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from smoothd import results; "
+                                     "results.dumps(results.merge(results.load(sys.argv[2])))",
+               os.path.join(ROOT, "python"), out])]
+    best = {}
+    for _ in range(runs):
+        for name, cmd in cases:
+            seconds, rss, _ = run(cmd)
+            if seconds < best.get(name, (1e9, 0))[0]:
+                best[name] = (seconds, rss)
+    floor = best[cases[0][0]][0]
+    merge = best[cases[1][0]][0]
+    print(f"\n`smoothd merge` of {len(files)} summaries ({sum(os.path.getsize(f) for f in files) / 2**20:.0f} MiB, "
+          f"{shards // ranks} groups); best of {runs}:\n")
+    print("| command | wall | / cat | / merge --json | peak RSS |\n|---|---|---|---|---|")
+    for name, _ in cases:
+        seconds, rss = best[name]
+        print(f"| {name} | {seconds:.3f} s | {seconds / floor:.1f} | {seconds / merge:.2f} | {rss:.0f} MiB |")
+    print(f"\nGoal: merge of 10,000 summaries under 2 s: {merge:.3f} s ({'met' if merge < 2 else 'not met'}).")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import Logging
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdRuns
 
 /// A configuration value out of range.
 public struct DaemonConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -12,6 +13,20 @@ public struct DaemonConfigurationError: Error, Sendable, Equatable, CustomString
     public var description: String { message }
 }
 
+/// How `serve` places shards in runs (the rules are `SmoothdRuns`', shared with `eval`).
+public struct RunRules: Sendable, Equatable {
+    /// The meta keys results are grouped by (`--group-by`, default `model,checkpoint,split`).
+    public var groupBy: GroupBy = .standard
+    /// A shard with non-finite rows is invalid (`--fail-on-nonfinite`: kind `nonfinite_rows`, moved to `failed/`).
+    public var failOnNonfinite = false
+
+    /// The defaults.
+    public init(groupBy: GroupBy = .standard, failOnNonfinite: Bool = false) {
+        self.groupBy = groupBy
+        self.failOnNonfinite = failOnNonfinite
+    }
+}
+
 /// Everything `smoothd serve` needs; `ServeCommand` builds it from flags and the config file, tests build it
 /// directly.
 public struct DaemonConfiguration: Sendable {
@@ -21,6 +36,12 @@ public struct DaemonConfiguration: Sendable {
     public var outputDirectory: String
     /// Metric options, and the decode threads and memory budget shared by all shards in flight.
     public var evaluation: EvaluationOptions
+    /// Grouping and the non-finite rule.
+    public var runs = RunRules()
+    /// The most groups with `smoothd_group_*` gauges, the most recently updated (`--metrics-max-groups`, default 100).
+    public var metricsMaxGroups = 100
+    /// Age in seconds from which an unfinished spool file is reported as stale (`--stale-partial-seconds`, default 3600).
+    public var stalePartialSeconds: Double = 3600
     /// Shards processed at once (`--max-inflight`, default 2).
     public var maxInflight: Int = 2
     /// Where `/metrics` and `/healthz` are served; `nil` disables the server. Default `127.0.0.1:9464`.
@@ -70,6 +91,8 @@ public struct DaemonConfiguration: Sendable {
         guard shutdownGrace >= .zero, shutdownGrace <= .seconds(8) else {
             throw DaemonConfigurationError("--shutdown-grace must be between 0 and 8 s (systemd expects an exit within 10 s)")
         }
+        guard stalePartialSeconds.isFinite, stalePartialSeconds >= 0 else { throw DaemonConfigurationError("--stale-partial-seconds must be a number of seconds >= 0") }
+        guard (0...100_000).contains(metricsMaxGroups) else { throw DaemonConfigurationError("--metrics-max-groups must be between 0 and 100000") }
         guard maxPending >= 1 else { throw DaemonConfigurationError("max-pending must be positive") }
         let problems = evaluation.metrics.problems
         if let first = problems.first { throw DaemonConfigurationError(first) }

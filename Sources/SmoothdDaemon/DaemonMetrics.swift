@@ -2,6 +2,7 @@ import CoreMetrics
 import Metrics
 import Prometheus
 import SmoothdMetrics
+import Synchronization
 
 /// The daemon's metrics, recorded through the swift-metrics API into its own swift-prometheus registry (the
 /// global `MetricsSystem` is left alone, so several daemons can run in one test process).
@@ -28,6 +29,9 @@ public final class DaemonMetrics: Sendable {
     let unsettled: CoreMetrics.Counter
     let claimErrors: CoreMetrics.Counter
     let overlongNames: CoreMetrics.Counter
+    let supersededRecords: CoreMetrics.Counter
+    let nonfiniteRows: CoreMetrics.Counter
+    let stalePartialFiles: CoreMetrics.Gauge
     let totalsShards: CoreMetrics.Gauge
     let totalsRows: CoreMetrics.Gauge
     let totalsLoss: CoreMetrics.Gauge
@@ -48,12 +52,15 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_last_success_timestamp_seconds", "Unix time of the last shard committed with a summary."),
         ("smoothd_inotify_overflows_total", "inotify queue overflows (each one triggers a rescan)."),
         ("smoothd_rescans_total", "Full spool rescans (start, periodic, overflow)."),
-        ("smoothd_shard_name_reuses_total", "Shards whose name was already processed; recorded under NAME~N."),
+        ("smoothd_shard_name_reuses_total", "Shards whose name was already used by a recorded shard; recorded under NAME~N."),
         ("smoothd_commit_errors_total", "I/O errors while committing a shard (the shard is retried)."),
         ("smoothd_read_errors_total", "I/O errors while opening or reading a claimed shard (retried, then rejected as unreadable)."),
         ("smoothd_unsettled_shards_total", "Evaluations discarded because the file changed while it was read (a producer still writing)."),
         ("smoothd_claim_errors_total", "Spool entries that could not be claimed (left in place, retried after a backoff)."),
         ("smoothd_overlong_names_total", "Shards whose name is too long for the file names derived from it; quarantined in failed/ under a shortened name."),
+        ("smoothd_superseded_records_total", "Summaries superseded by a re-run of the same shard (moved to OUTPUT/superseded/) since start."),
+        ("smoothd_nonfinite_rows_total", "Rows with a NaN or infinite logit in shards processed since start (left out of every metric; --fail-on-nonfinite rejects such shards)."),
+        ("smoothd_stale_partial_files", "Unfinished spool files (.*, *.tmp, *.part) unchanged for --stale-partial-seconds; never touched."),
         ("smoothd_totals_shards", "Shards in totals.json, by result."),
         ("smoothd_totals_rows", "Rows in totals.json."),
         ("smoothd_totals_loss", "Label-smoothed loss over all summaries in totals.json."),
@@ -61,12 +68,19 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_totals_accuracy", "Top-1 accuracy over all summaries in totals.json."),
         ("smoothd_totals_ece", "Expected calibration error over all summaries in totals.json."),
         ("smoothd_build_info", "Build information; the value is always 1."),
-    ]
+    ] + GroupGauges.help
 
-    /// Creates the registry and every metric; `version` goes into `smoothd_build_info`.
-    public init(version: String) {
+    /// The most groups the `smoothd_group_*` gauges show (`--metrics-max-groups`).
+    let maximumGroups: Int
+    /// The rendered group gauges (see ``GroupGauges``), replaced by ``updateTotals(_:options:)``.
+    private let groupText = Mutex<[UInt8]>([])
+
+    /// Creates the registry and every metric; `version` goes into `smoothd_build_info`; at most `maximumGroups`
+    /// groups get `smoothd_group_*` gauges.
+    public init(version: String, maximumGroups: Int = 100) {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
+        self.maximumGroups = maximumGroups
         let help = Dictionary(DaemonMetrics.families.map { ($0.name, $0.help) }, uniquingKeysWith: { a, _ in a })
         let factory = DescribedPrometheusFactory(
             registry: registry, help: help,
@@ -95,6 +109,9 @@ public final class DaemonMetrics: Sendable {
         unsettled = counter("smoothd_unsettled_shards_total")
         claimErrors = counter("smoothd_claim_errors_total")
         overlongNames = counter("smoothd_overlong_names_total")
+        supersededRecords = counter("smoothd_superseded_records_total")
+        nonfiniteRows = counter("smoothd_nonfinite_rows_total")
+        stalePartialFiles = gauge("smoothd_stale_partial_files")
         totalsShards = gauge("smoothd_totals_shards", [("result", "ok")])
         totalsShardsFailed = gauge("smoothd_totals_shards", [("result", "failed")])
         totalsRows = gauge("smoothd_totals_rows")
@@ -104,19 +121,19 @@ public final class DaemonMetrics: Sendable {
         totalsECE = gauge("smoothd_totals_ece")
         gauge("smoothd_build_info", [("version", version), ("swift", DaemonMetrics.swiftVersion)]).record(1)
         // Counters start at zero so that every family is present in the first scrape.
-        for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames] {
+        for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames, supersededRecords, nonfiniteRows] {
             c.increment(by: 0)
         }
-        for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows] { g.record(0) }
+        for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows, stalePartialFiles] { g.record(0) }
     }
 
     let totalsShardsFailed: CoreMetrics.Gauge
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric: the registry's, then the group gauges.
     public func render() -> [UInt8] {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
-        return buffer
+        return buffer + groupText.withLock { $0 }
     }
 
     /// Sets the totals gauges from the ledger.
@@ -129,6 +146,8 @@ public final class DaemonMetrics: Sendable {
         totalsNLL.record(values.nll ?? .nan)
         totalsAccuracy.record(values.accuracy ?? .nan)
         totalsECE.record(values.ece ?? .nan)
+        let groups = GroupGauges.render(ledger, options: options, limit: maximumGroups)
+        groupText.withLock { $0 = groups }
     }
 
     /// The compiler's language mode, for `smoothd_build_info`.

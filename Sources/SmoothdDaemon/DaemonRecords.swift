@@ -1,6 +1,7 @@
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdRuns
 
 /// The `kind` of an error record: the shard's own failure (a format rule, zstd, the file), or why the daemon
 /// rejected it without a verdict of the pipeline.
@@ -30,13 +31,23 @@ enum RecordErrorKind: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// `NAME.summary.json`: the `eval --json` shard entry (its `meta` replaced by `null` and a `meta_omitted` object
-/// when it is larger or deeper than ``SummaryMeta`` allows), then `instance` (when the name was reused),
-/// `processed_at`, `processing_seconds` and the exact accumulator `state` that totals merge.
+/// when it is larger or deeper than ``SummaryMeta`` allows, with `placement_meta` keeping the meta keys runs are
+/// placed by), then `group` (as in `eval --json`), `instance` (when the name was reused), `processed_at`,
+/// `processing_seconds` and the exact accumulator `state` that totals merge.
 struct SummaryRecord: Sendable, JSONObjectEncodable {
     /// The `eval --json` entry (with `meta` removed when omitted).
     var entry: ShardEntry
     /// Why the producer's meta was left out, and its size in bytes.
     var metaOmitted: (reason: String, bytes: Int)?
+    /// The meta keys the shard is placed by (group-by and run keys, `shard_index`, `num_shards`), kept when meta is
+    /// omitted so that totals rebuilt at start place it again.
+    var placementMeta: JSONValue?
+    /// Its group key.
+    var group: RunKey
+    /// The record this one superseded (moved to `OUTPUT/superseded/`) and the identity they share; not written.
+    var superseded: (instance: String, identity: ShardIdentity)?
+    /// Its group's completeness when this record completed the group (for the log); not written.
+    var completedGroup: Completeness?
     /// The name recorded under, when it differs from the shard's.
     var instance: String?
     /// When it was committed (ISO 8601, UTC).
@@ -44,13 +55,16 @@ struct SummaryRecord: Sendable, JSONObjectEncodable {
     /// Seconds from opening the shard to writing the record.
     var processingSeconds: Double
 
-    /// The record of `summary` claimed as `item`.
-    init(_ summary: ShardSummary, item: WorkItem, options: MetricOptions, time: String, seconds: Double) {
+    /// The record of `summary` claimed as `item` and placed at `placement` under `groupBy`.
+    init(_ summary: ShardSummary, item: WorkItem, placement: ShardPlacement, groupBy: GroupBy, options: MetricOptions, time: String, seconds: Double) {
         var kept = summary
         if let meta = summary.header.meta, let reason = SummaryMeta.reasonToOmit(meta) {
             kept.header.meta = nil
             metaOmitted = (reason, summary.header.metaLength)
+            let keys = groupBy.runKeys + [ShardPlacement.indexKey, ShardPlacement.countKey]
+            placementMeta = .object(keys.compactMap { key in meta[key].map { (key, $0) } })
         }
+        group = placement.group
         entry = ShardEntry(kept, options: options)
         instance = item.instance != item.source ? item.instance : nil
         processedAt = time
@@ -66,6 +80,8 @@ struct SummaryRecord: Sendable, JSONObjectEncodable {
         if let metaOmitted {
             members.append(("meta_omitted", .object([("reason", .string(metaOmitted.reason)), ("meta_bytes", .int(Int64(metaOmitted.bytes)))])))
         }
+        if let placementMeta { members.append(("placement_meta", placementMeta)) }
+        members.append(("group", group.json))
         if let instance { members.append(("instance", .string(instance))) }
         members += [("processed_at", .string(processedAt)), ("processing_seconds", .double(processingSeconds)), ("state", accumulator.jsonState())]
         return members
@@ -127,10 +143,13 @@ struct ErrorRecord: Sendable, JSONObjectEncodable {
     }
 }
 
-/// `totals.json`: the `eval --json` total of the ledger's shards, then `first_processed_at` and `last_processed_at`.
+/// `totals.json`: the `eval --json` total of the ledger's shards, then `first_processed_at`, `last_processed_at` and
+/// `groups`, the `eval --json` groups of the live summaries.
 struct TotalsRecord: Sendable, JSONObjectEncodable {
     /// The total.
     var total: TotalReport
+    /// The groups, in key order.
+    var groups: [GroupReport]
     /// The earliest record time, if any.
     var firstProcessedAt: String?
     /// The latest record time, if any.
@@ -141,6 +160,7 @@ struct TotalsRecord: Sendable, JSONObjectEncodable {
         total.jsonMembers + [
             ("first_processed_at", firstProcessedAt.map { .string($0) } ?? .null),
             ("last_processed_at", lastProcessedAt.map { .string($0) } ?? .null),
+            ("groups", .array(groups.map(\.json))),
         ]
     }
 }

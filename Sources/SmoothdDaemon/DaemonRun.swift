@@ -19,7 +19,7 @@ public struct DaemonRun: Sendable {
     public init(configuration: DaemonConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        metrics = DaemonMetrics(version: configuration.version)
+        metrics = DaemonMetrics(version: configuration.version, maximumGroups: configuration.metricsMaxGroups)
     }
 
     /// Runs until stopped. Returns normally after a graceful shutdown or a drained `--exit-when-idle` run;
@@ -87,9 +87,18 @@ public struct DaemonRun: Sendable {
                 try? directory.unlink(DirectoryHandle.temporaryName(for: lastComponent(of: textfile)))
             }
         }
-        let (ledger, unreadable) = try await step { try store.rebuildLedger(options: options) }
+        let (ledger, unreadable, superseded) = try await step { try store.rebuildLedger(options: options, groupBy: configuration.runs.groupBy) }
         for name in unreadable {
-            logger.warning("record cannot be read; not counted in totals", metadata: ["file": "\(name)"])
+            logger.warning("record cannot be read or placed in a group; not counted in totals", metadata: ["file": "\(name)"])
+        }
+        for (old, by) in superseded {
+            // A supersession a crash interrupted after the new record was written: finish it.
+            do {
+                try store.moveSuperseded(old)
+                logger.notice("finished a supersession interrupted before: the older record moved to superseded/", metadata: ["superseded": "\(old)", "by": "\(by)"])
+            } catch {
+                logger.error("cannot move a superseded record; it is not counted and is moved at the next start", metadata: ["superseded": "\(old)", "error": "\(error)"])
+            }
         }
         let totals = TotalsFile(ledger: ledger, output: store.output, options: options, logger: logger)
         try await step { totals.flush() }

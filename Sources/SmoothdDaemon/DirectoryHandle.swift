@@ -97,6 +97,16 @@ final class DirectoryHandle: Sendable {
         self.faults = parent.faults
     }
 
+    /// The subdirectory `name` of `parent`, or nil when there is none (a symlink is refused as by ``init(parent:name:create:mode:)``).
+    static func openIfPresent(parent: DirectoryHandle, name: String) throws(FileSystemError) -> DirectoryHandle? {
+        do {
+            return try DirectoryHandle(parent: parent, name: name, create: false)
+        } catch {
+            if error.errorNumber == ENOENT { return nil }
+            throw error
+        }
+    }
+
     deinit { close(fd) }
 
     /// `path/name`, for messages (a key is shown as its display name, which is printable).

@@ -35,6 +35,13 @@ public enum ShardName {
         isShardShaped(name) && display(name).utf8.count > maximumLength
     }
 
+    /// Whether `name` is a producer's unfinished name: its display name starts with `.` or ends in `.tmp` or
+    /// `.part` (the temporary names of the producer protocol).
+    public static func isUnfinished(_ name: String) -> Bool {
+        let shown = display(name)
+        return shown.utf8.first == UInt8(ascii: ".") || shown.hasSuffix(".tmp") || shown.hasSuffix(".part")
+    }
+
     /// The rules of ``isFinal(_:)`` except the length limit.
     static func isShardShaped(_ name: String) -> Bool {
         // Byte-wise: a leading "." followed by a combining mark still counts as a leading ".".
@@ -180,6 +187,13 @@ public enum ShardName {
         let digits = instance[instance.index(after: tilde)...]
         guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return instance }
         return String(instance[..<tilde])
+    }
+
+    /// The ordinal of an instance name: N for `DISPLAY~N`, 1 for the display name itself.
+    public static func ordinal(ofInstance instance: String) -> Int {
+        let source = source(ofInstance: instance)
+        guard source.utf8.count < instance.utf8.count else { return 1 }
+        return Int(instance.dropFirst(source.count + 1)) ?? 1
     }
 
     /// `OUTPUT/INSTANCE.summary.json`'s file name.

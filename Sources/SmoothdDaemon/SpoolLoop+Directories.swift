@@ -63,7 +63,7 @@ extension SpoolLoop {
                     // old directory must not be counted in the new totals.
                     try gate.exclusively {
                         let (handle, lock) = try store.openOutputAgain()
-                        let (ledger, unreadable) = try store.rebuildLedger(options: options, from: handle)
+                        let (ledger, unreadable, _) = try store.rebuildLedger(options: options, groupBy: totals.groupBy, from: handle)
                         store.installOutput(handle, lock: lock)
                         totals.replace(ledger: ledger, output: handle)
                         return OutputReopenReport(ledger: ledger, unreadable: unreadable)

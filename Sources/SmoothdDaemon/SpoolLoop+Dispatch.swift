@@ -43,6 +43,10 @@ extension SpoolLoop {
         let continuation = self.continuation
         let pool = maintenancePool
         Task {
+            // Unfinished files first, for the stale-partial report: the loop sees them before the scan it waits for.
+            if let partials = try? await pool.runIfActive({ try store.scanPartials() }) {
+                continuation.yield(.partialsScanned(partials))
+            }
             let entries: Result<[(name: String, info: EntryInfo)], any Error>
             do {
                 entries = try await pool.runIfActive {
@@ -53,6 +57,19 @@ extension SpoolLoop {
             }
             continuation.yield(.scanned(reason, entries))
         }
+    }
+
+    /// Reports unfinished files that became stale, once each, and sets their gauge; never touches them.
+    mutating func partialsScanned(_ entries: [StalePartials.Entry]) {
+        let before = stalePartials
+        let (newly, stale) = stalePartials.observe(entries, now: WallClock.now())
+        for report in newly {
+            logger.warning("unfinished file in the spool has not changed for a long time (a producer that died before its rename?); left alone",
+                           metadata: ["file": "\(ShardName.display(report.entry.name))", "age_seconds": "\(Int(report.age))",
+                                      "bytes": "\(report.entry.size)", "limit_seconds": "\(Int(before.threshold))"])
+        }
+        service.metrics.stalePartialFiles.record(stale)
+        textfileDirty = textfileDirty || !newly.isEmpty || stale != before.count
     }
 
     /// Queues what a scan found.
@@ -209,7 +226,8 @@ struct ShardWork: Sendable {
         do {
             return try await pool.runIfActive {
                 service.store.process(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
-                                      totals: service.totals, gate: service.gate, attempts: attempts)
+                                      totals: service.totals, gate: service.gate, attempts: attempts,
+                                      failOnNonfinite: service.configuration.runs.failOnNonfinite)
             }
         } catch {
             return .abandoned(item)

@@ -29,7 +29,28 @@ extension SpoolLoop {
             metrics.lastSuccess.record(WallClock.now())
             meta["rows"] = "\(summary.accumulator.rows)"
             meta["seconds"] = "\(rounded(seconds))"
+            meta["group"] = "\(record.group)"
             logger.info("shard processed", metadata: meta)
+            if summary.accumulator.nonfiniteRows > 0 {
+                metrics.nonfiniteRows.increment(by: Int64(clamping: summary.accumulator.nonfiniteRows))
+                let fraction = Double(summary.accumulator.nonfiniteRows) / Double(max(1, summary.accumulator.rows))
+                let message: Logger.Message = "shard has rows with a non-finite logit; they are left out of every metric (PyTorch would give NaN); --fail-on-nonfinite rejects such shards"
+                logger.warning(message, metadata: [
+                        "shard": "\(item.source)", "nonfinite_rows": "\(summary.accumulator.nonfiniteRows)",
+                        "rows": "\(summary.accumulator.rows)", "fraction": "\(fraction)",
+                    ])
+            }
+            if let completeness = record.completedGroup {
+                logger.notice("group is complete: every rank it states is present", metadata: [
+                    "group": "\(record.group)", "expected": "\(completeness.expected)", "present": "\(completeness.present)",
+                ])
+            }
+            if let (old, identity) = record.superseded {
+                metrics.supersededRecords.increment()
+                logger.warning("re-run supersedes an earlier record; only the newer is counted, the older moved to superseded/", metadata: [
+                    "shard": "\(item.source)", "instance": "\(item.instance)", "superseded": "\(old)", "identity": "\(identity)",
+                ])
+            }
             textfileDirty = true
         case .failed(_, let record):
             attempts[item.instance] = nil

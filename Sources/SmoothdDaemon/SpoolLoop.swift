@@ -39,6 +39,8 @@ struct SpoolLoop {
     /// The last failure to re-open the output directory (logged once until it changes).
     var outputProblem: String?
 
+    /// Unfinished spool files found stale (reported once each).
+    var stalePartials: StalePartials
     var configuration: DaemonConfiguration { service.configuration }
     var logger: Logger { service.logger }
 
@@ -50,6 +52,7 @@ struct SpoolLoop {
         let c = service.configuration
         scheduler = ShardScheduler(maxInflight: c.maxInflight, largeThreshold: c.largeShardBytes, maxPending: c.maxPending)
         nextRescan = .now + c.rescanInterval
+        stalePartials = StalePartials(threshold: c.stalePartialSeconds)
     }
 
     /// Queues the shards found claimed at start, then everything in the spool.
@@ -117,6 +120,8 @@ struct SpoolLoop {
             }
         case .scanned(let reason, let entries):
             scanned(reason, entries)
+        case .partialsScanned(let entries):
+            partialsScanned(entries)
         case .claimed(let shard, let name, let result):
             claimed(shard, name, result)
         case .finished(let shard, let result):

@@ -34,6 +34,7 @@ enum SpoolEvent: Sendable {
     case watch(WatchEvent)
     case tick
     case scanned(ScanReason, Result<[(name: String, info: EntryInfo)], any Error>)
+    case partialsScanned([StalePartials.Entry])
     case claimed(PendingShard, String, Result<ClaimResult, FileSystemError>?)
     case finished(PendingShard, ClaimDisposition)
     case overlongFinished(PendingShard, String, OverlongOutcome)

@@ -6,6 +6,7 @@ import Musl
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdRuns
 
 /// How processing one claimed shard ended.
 enum ClaimDisposition: Sendable {
@@ -70,7 +71,7 @@ extension SpoolStore {
     /// ``ClaimDisposition/unsettled(_:_:)``.
     func process(
         _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsFile, gate: CommitGate,
-        attempts: ShardAttempts = ShardAttempts()
+        attempts: ShardAttempts = ShardAttempts(), failOnNonfinite: Bool = false
     ) -> ClaimDisposition {
         do {
             // A crash (or a failed directory fsync) may have happened after the record was renamed into place:
@@ -144,9 +145,25 @@ extension SpoolStore {
         do {
             switch outcome {
             case .success(let summary):
-                let record = SummaryRecord(summary, item: item, options: options, time: time, seconds: (ContinuousClock.now - start).seconds)
+                // The run rules of eval: a broken one (or non-finite rows with --fail-on-nonfinite) makes it a failure.
+                let placement: ShardPlacement
+                switch EvalReport.admit(outcome, groupBy: totals.groupBy, failOnNonfinite: failOnNonfinite) {
+                case .failure(let failure):
+                    return try commit(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item, totals: totals)
+                case .success(let admitted): placement = admitted.1
+                }
+                var record = SummaryRecord(summary, item: item, placement: placement, groupBy: totals.groupBy, options: options, time: time,
+                                           seconds: (ContinuousClock.now - start).seconds)
+                // Crash-safe order: the new record is durable first, then the one it supersedes leaves (a crash in
+                // between leaves both; the totals rebuilt at start count the newer and recovery moves the older).
                 try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: record.recordBytes)
-                totals.recordSuccess(summary.accumulator, time: time, file: ShardName.summaryFile(item.instance), instance: item.instance)
+                let merged = totals.recordSuccess(summary.accumulator, placement: placement, time: time,
+                                                  file: ShardName.summaryFile(item.instance), instance: item.instance)
+                record.completedGroup = merged.completed
+                if let old = merged.superseded {
+                    try moveSuperseded(old.name)
+                    record.superseded = (old.name, placement.identity)
+                }
                 try finishCommit(item, succeeded: true)
                 totals.commitFinished(item.instance)
                 return .succeeded(item, record, seconds: (ContinuousClock.now - start).seconds)
@@ -209,16 +226,42 @@ extension SpoolStore {
         let record = try JSONValue.parse(utf8: bytes)
         try output.writeAtomically(file, bytes: bytes)
         if succeeded {
-            guard let state = record["state"], let time = record["processed_at"]?.stringValue else {
+            guard let summary = RecordedSummary(record, groupBy: totals.groupBy) else {
                 throw FileSystemError(operation: "read (not a summary)", path: output.display(file), errorNumber: EINVAL)
             }
-            totals.recordSuccess(try MetricAccumulator(jsonState: state), time: time, file: file, instance: item.instance)
+            totals.recordSuccess(summary.accumulator, placement: summary.placement, time: summary.time, file: file, instance: item.instance)
         } else {
             guard let time = record["failed_at"]?.stringValue else {
                 throw FileSystemError(operation: "read (not an error record)", path: output.display(file), errorNumber: EINVAL)
             }
             totals.recordFailure(time: time, instance: item.instance)
         }
+    }
+
+    /// The directory superseded summaries are kept in, inside the output directory.
+    static let supersededDirectoryName = "superseded"
+
+    /// Moves the summary of `instance`, superseded by a re-run, to `OUTPUT/superseded/` (kept, never deleted; a
+    /// name taken there by something not of ours gets `.dupN`). Nothing to do when it has left already.
+    func moveSuperseded(_ instance: String) throws(FileSystemError) {
+        let output = self.output
+        let file = ShardName.summaryFile(instance)
+        guard try output.entry(file) != nil else { return }
+        let superseded = try DirectoryHandle(parent: output, name: SpoolStore.supersededDirectoryName, create: true)
+        var target = file
+        var attempt = 1
+        while true {
+            do {
+                try output.rename(file, to: superseded, as: target, replace: false)
+                break
+            } catch {
+                guard error.errorNumber == EEXIST, attempt < 1000 else { throw error }
+                attempt += 1
+                target = file + ".dup" + String(attempt)
+            }
+        }
+        try superseded.sync()
+        try output.sync()
     }
 
     /// Moves a shard whose record is committed out of the work directory: to `done/` (or deleted with

@@ -1,5 +1,6 @@
 import SmoothdJSON
 import SmoothdMetrics
+import SmoothdRuns
 
 /// What the start-up reconciliation found.
 struct RecoveryReport: Sendable, Equatable {
@@ -43,23 +44,26 @@ extension SpoolStore {
         return report
     }
 
-    /// Rebuilds the totals from the records in the output directory: every `*.summary.json` merged exactly,
-    /// every `*.error.json` counted. Records that cannot be read are reported in `unreadable` and not counted.
+    /// Rebuilds the totals from the records in the output directory: every `*.summary.json` placed in its group
+    /// (a later record of one identity supersedes an earlier one, by `processed_at`, then by name), every
+    /// `*.error.json` counted. Records that cannot be read or placed are reported in `unreadable` and not counted.
+    /// `superseded` lists summaries still in the directory although a later one superseded them (a supersession a
+    /// crash or an I/O error interrupted; ``moveSuperseded(_:)`` finishes it), as (old, new) record names.
     /// `from` reads another directory than the current output (one about to replace it).
-    func rebuildLedger(options: MetricOptions, from directory: DirectoryHandle? = nil) throws -> (ledger: TotalsLedger, unreadable: [String]) {
+    func rebuildLedger(options: MetricOptions, groupBy: GroupBy = .standard, from directory: DirectoryHandle? = nil) throws
+        -> (ledger: TotalsLedger, unreadable: [String], superseded: [(old: String, by: String)])
+    {
         let output = directory ?? self.output
-        var ledger = TotalsLedger(options: options)
+        var ledger = TotalsLedger(options: options, groupBy: groupBy)
         var unreadable: [String] = []
+        var summaries: [(name: String, summary: RecordedSummary)] = []
         for name in try output.names().sorted() where !name.hasPrefix(".") {
             if name.hasSuffix(".summary.json") {
-                guard let record = try? JSONValue.parse(utf8: output.readFile(name)),
-                      let state = record["state"], let accumulator = try? MetricAccumulator(jsonState: state),
-                      let time = record["processed_at"]?.stringValue
-                else {
+                guard let record = try? JSONValue.parse(utf8: output.readFile(name)), let summary = RecordedSummary(record, groupBy: groupBy) else {
                     unreadable.append(name)
                     continue
                 }
-                try ledger.addSuccess(accumulator, time: time, file: output.display(name))
+                summaries.append((name, summary))
             } else if name.hasSuffix(".error.json") {
                 guard let record = try? JSONValue.parse(utf8: output.readFile(name)),
                       let time = record["failed_at"]?.stringValue
@@ -70,6 +74,43 @@ extension SpoolStore {
                 ledger.addFailure(time: time)
             }
         }
-        return (ledger, unreadable)
+        // Arrival order: the order they were committed in (a reused name's instances by ordinal within one millisecond).
+        let instances = summaries.map { entry in
+            let instance = String(entry.name.dropLast(".summary.json".count))
+            return (instance: instance, summary: entry.summary, ordinal: ShardName.ordinal(ofInstance: instance), name: entry.name)
+        }.sorted { ($0.summary.time, $0.ordinal, $0.name) < ($1.summary.time, $1.ordinal, $1.name) }
+        var superseded: [(old: String, by: String)] = []
+        for entry in instances {
+            if let old = try ledger.addSuccess(entry.summary.accumulator, name: entry.instance, placement: entry.summary.placement,
+                                               time: entry.summary.time, file: output.display(entry.name)) {
+                superseded.append((old.name, entry.instance))
+            }
+        }
+        return (ledger, unreadable, superseded)
+    }
+}
+
+/// What totals need of a `NAME.summary.json`: its state, its time and its placement, made again from its shard
+/// name and meta (or `placement_meta` when meta was omitted) under the current group-by.
+struct RecordedSummary: Sendable {
+    /// The exact metric state.
+    var accumulator: MetricAccumulator
+    /// `processed_at`.
+    var time: String
+    /// Its group, run and identity.
+    var placement: ShardPlacement
+
+    /// The summary in `record`, or nil when it is not one or breaks a run rule under `groupBy`.
+    init?(_ record: JSONValue, groupBy: GroupBy) {
+        guard let state = record["state"], let accumulator = try? MetricAccumulator(jsonState: state),
+              let time = record["processed_at"]?.stringValue, let shard = record["shard"]?.stringValue
+        else { return nil }
+        let meta = record["placement_meta"] ?? record["meta"]
+        guard case .success(let placement) = ShardPlacement.place(shard: shard, meta: meta == .null ? nil : meta, groupBy: groupBy) else {
+            return nil
+        }
+        self.accumulator = accumulator
+        self.time = time
+        self.placement = placement
     }
 }

@@ -76,6 +76,10 @@ final class SpoolStore: Sendable {
     /// Quarantine records of overlong names this run wrote, and whether it counted them in the totals (see
     /// ``quarantineOverlong(_:totals:gate:)``).
     let overlongAttempts = Mutex<[String: Bool]>([:])
+    /// The reused names' highest ordinals, listed at the first claim and kept up to date by claims.
+    let reusedNamesState = Mutex<ReusedNames?>(nil)
+    /// ``claimProbes``.
+    let claimProbeCount = Mutex(0)
 
     /// Opens (creating when missing) every directory, checks the layout, and takes the spool and output locks.
     ///
@@ -135,10 +139,14 @@ final class SpoolStore: Sendable {
         overlongAttempts.withLock { $0.removeAll() }
     }
 
-    /// Whether `instance` is already used by a record, a processed or a claimed shard.
+    /// Whether `instance` is already used by a record (current or superseded), a processed or a claimed shard.
     func isRecorded(_ instance: String) throws(FileSystemError) -> Bool {
         if try output.exists(ShardName.summaryFile(instance)) { return true }
         if try output.exists(ShardName.errorFile(instance)) { return true }
+        if let superseded = try DirectoryHandle.openIfPresent(parent: output, name: SpoolStore.supersededDirectoryName),
+           try superseded.exists(ShardName.summaryFile(instance)) {
+            return true
+        }
         if try work.exists(instance) { return true }
         if try failed.exists(instance) { return true }
         if let done, try done.exists(instance) { return true }

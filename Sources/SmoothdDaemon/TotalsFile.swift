@@ -1,6 +1,7 @@
 import Logging
 import SmoothdJSON
 import SmoothdMetrics
+import SmoothdRuns
 import Synchronization
 
 /// The in-memory ledger shared by the shard workers, and `OUTPUT/totals.json`, rewritten atomically after each
@@ -46,6 +47,7 @@ final class TotalsFile: Sendable {
     /// Starts from `ledger` (rebuilt from the output directory).
     init(ledger: TotalsLedger, output: DirectoryHandle, options: MetricOptions, logger: Logger) {
         self.state = Mutex(State(ledger: ledger, output: output))
+        groupBy = ledger.runs.groupBy
         self.options = options
         self.logger = logger
     }
@@ -63,20 +65,38 @@ final class TotalsFile: Sendable {
     /// record again, so it need not be remembered.
     func commitFinished(_ instance: String) { _ = state.withLock { $0.recorded.remove(instance) } }
 
-    /// Merges a committed summary and rewrites `totals.json`. Blocking (it writes the file).
-    func recordSuccess(_ accumulator: MetricAccumulator, time: String, file: String, instance: String? = nil) {
-        let changed = state.withLock { state -> Bool in
+    /// The group-by of the ledger.
+    let groupBy: GroupBy
+
+    /// What merging a summary changed: the live shard it superseded, and whether its group became complete.
+    struct Merged: Sendable {
+        /// The live shard of the same identity it replaced, if any.
+        var superseded: RunLedger.Shard?
+        /// The group's completeness when this summary completed it (no rank missing now, one missing before).
+        var completed: Completeness?
+    }
+
+    /// Merges the committed summary `file` of `instance` (its record name) and rewrites `totals.json`. Blocking
+    /// (it writes the file).
+    @discardableResult
+    func recordSuccess(_ accumulator: MetricAccumulator, placement: ShardPlacement, time: String, file: String, instance: String) -> Merged {
+        let merged = state.withLock { state -> Merged? in
+            let before = state.ledger.runs.group(placement.group)?.completeness
+            let superseded: RunLedger.Shard?
             do {
-                try state.ledger.addSuccess(accumulator, time: time, file: file)
+                superseded = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file)
             } catch {
                 logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
-                return false
+                return nil
             }
-            if let instance { state.recorded.insert(instance) }
+            state.recorded.insert(instance)
             state.version += 1
-            return true
+            let after = state.ledger.runs.group(placement.group)?.completeness
+            let completed = after.flatMap { $0.isComplete && !(before?.isComplete ?? false) ? $0 : nil }
+            return Merged(superseded: superseded, completed: completed)
         }
-        if changed { write() }
+        if merged != nil { write() }
+        return merged ?? Merged()
     }
 
     /// Counts a committed error record and rewrites `totals.json`. Blocking (it writes the file).

@@ -1,5 +1,6 @@
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdRuns
 
 /// A summary whose accumulator cannot be merged into the totals (computed with other `--top-k` / `--ece-bins`).
 public struct TotalsMismatchError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -13,41 +14,64 @@ public struct TotalsMismatchError: Error, Sendable, Equatable, CustomStringConve
     }
 }
 
-/// The running totals: the exact merge of every summary and the count of every error record in the output
-/// directory. Merging is exact and order-independent, so the ledger built shard by shard equals the ledger
-/// rebuilt from the files at start.
-public struct TotalsLedger: Sendable, Equatable {
-    /// The merge of all successful shards' accumulators.
-    public private(set) var accumulator: MetricAccumulator
-    /// Number of summaries merged.
-    public private(set) var shardsOK = 0
+/// The running totals: the live summaries in the output directory, in groups (the exact merge of each group's
+/// current summaries, by the rules of `SmoothdRuns`), and the count of every error record. Merging is exact and
+/// order-independent, so the ledger built shard by shard equals the ledger rebuilt from the files at start, and
+/// each group equals `eval` over the same shards.
+public struct TotalsLedger: Sendable {
+    /// The live shards by group (a re-run replaces the shard of its identity).
+    public private(set) var runs: LiveRuns
     /// Number of error records counted.
     public private(set) var shardsFailed = 0
-    /// The earliest processing time (ISO 8601, UTC), if any shard was recorded.
+    /// The earliest time of a counted record (ISO 8601, UTC), if any.
     public private(set) var firstTime: String?
-    /// The latest processing time (ISO 8601, UTC), if any shard was recorded.
+    /// The latest time of a counted record (ISO 8601, UTC), if any.
     public private(set) var lastTime: String?
+    private let options: MetricOptions
+    /// The times of the live summaries, by record name (a superseded one's time no longer counts).
+    private var summaryTimes: [String: String] = [:]
+    /// The earliest and latest error record times.
+    private var failureTimes: (first: String, last: String)?
 
-    /// An empty ledger for `options` (its top-k and ECE bins).
-    public init(options: MetricOptions) {
-        accumulator = MetricAccumulator(options: options)
+    /// An empty ledger for `options` (its top-k and ECE bins) grouping by `groupBy`.
+    public init(options: MetricOptions, groupBy: GroupBy = .standard) {
+        self.options = options
+        runs = LiveRuns(groupBy: groupBy, options: options)
     }
 
-    /// Merges one successful shard processed at `time`.
-    public mutating func addSuccess(_ other: MetricAccumulator, time: String, file: String = "") throws(TotalsMismatchError) {
-        guard other.topK == accumulator.topK, other.eceBins == accumulator.eceBins else {
+    /// The merge of every live summary.
+    public var accumulator: MetricAccumulator { runs.total }
+
+    /// Number of live summaries.
+    public var shardsOK: Int { runs.count }
+
+    /// Merges the summary `name` (its record instance) placed at `placement`, processed at `time`; returns the live
+    /// shard of the same identity it replaces, if any.
+    @discardableResult
+    public mutating func addSuccess(
+        _ other: MetricAccumulator, name: String, placement: ShardPlacement, time: String, file: String = ""
+    ) throws(TotalsMismatchError) -> RunLedger.Shard? {
+        guard other.topK == options.topK, other.eceBins == options.eceBins else {
             throw TotalsMismatchError(
                 file: file,
-                detail: "top-k \(other.topK) / ece-bins \(other.eceBins), expected \(accumulator.topK) / \(accumulator.eceBins)")
+                detail: "top-k \(other.topK) / ece-bins \(other.eceBins), expected \(options.topK) / \(options.eceBins)")
         }
-        accumulator.merge(other)
-        shardsOK += 1
         note(time)
+        summaryTimes[name] = time
+        let superseded = runs.record(name, placement: placement, accumulator: other, time: WallClock.seconds(iso8601: time) ?? 0)
+        if let superseded, let old = summaryTimes.removeValue(forKey: superseded.name), old == firstTime || old == lastTime {
+            // Rare (a re-run of the first record): the bounds are found again over the records still counted.
+            let times = Array(summaryTimes.values) + (failureTimes.map { [$0.first, $0.last] } ?? [])
+            firstTime = times.min()
+            lastTime = times.max()
+        }
+        return superseded
     }
 
     /// Counts one failed shard recorded at `time`.
     public mutating func addFailure(time: String) {
         shardsFailed += 1
+        failureTimes = failureTimes.map { (min($0.first, time), max($0.last, time)) } ?? (time, time)
         note(time)
     }
 
@@ -57,10 +81,11 @@ public struct TotalsLedger: Sendable, Equatable {
         if lastTime.map({ time > $0 }) ?? true { lastTime = time }
     }
 
-    /// The `totals.json` record: the `eval --json` total for these shards and the first and last record times.
+    /// The `totals.json` record: the `eval --json` total and groups for these shards, and the first and last record times.
     func record(options: MetricOptions) -> TotalsRecord {
         TotalsRecord(
             total: TotalReport(accumulator: accumulator, shardsOK: shardsOK, shardsFailed: shardsFailed, options: options),
+            groups: runs.groups().groups.map { GroupReport($0.group, options: options) },
             firstProcessedAt: firstTime, lastProcessedAt: lastTime)
     }
 

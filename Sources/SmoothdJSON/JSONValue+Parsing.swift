@@ -75,13 +75,32 @@ private struct JSONParser {
         if depth > JSONValue.maximumNestingDepth { throw fail("JSON nested deeper than \(JSONValue.maximumNestingDepth)") }
     }
 
-    mutating func parseObject() throws(JSONParseError) -> JSONValue {
+    /// After the opening `{` or `[`: enters one level deeper; true (and back out) when `closer` follows at once.
+    mutating func openContainer(closedBy closer: UInt8) throws(JSONParseError) -> Bool {
         try enter()
         index += 1
-        var members: [(String, JSONValue)] = []
         skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; depth -= 1; return .object(members) }
-        while true {
+        guard index < bytes.count, bytes[index] == closer else { return false }
+        index += 1
+        depth -= 1
+        return true
+    }
+
+    /// After an item: true when `,` (another item follows), false (and back out) at `closer`.
+    mutating func nextItem(closedBy closer: UInt8) throws(JSONParseError) -> Bool {
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unexpected end of JSON") }
+        if bytes[index] == UInt8(ascii: ",") { index += 1; return true }
+        guard bytes[index] == closer else { throw fail("expected ',' or '\(Character(Unicode.Scalar(closer)))'") }
+        index += 1
+        depth -= 1
+        return false
+    }
+
+    mutating func parseObject() throws(JSONParseError) -> JSONValue {
+        var members: [(String, JSONValue)] = []
+        if try openContainer(closedBy: UInt8(ascii: "}")) { return .object(members) }
+        repeat {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let key = try parseString()
@@ -90,32 +109,17 @@ private struct JSONParser {
             index += 1
             skipWhitespace()
             members.append((key, try parseValue()))
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of JSON") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; break }
-            throw fail("expected ',' or '}'")
-        }
-        depth -= 1
+        } while try nextItem(closedBy: UInt8(ascii: "}"))
         return .object(members)
     }
 
     mutating func parseArray() throws(JSONParseError) -> JSONValue {
-        try enter()
-        index += 1
         var items: [JSONValue] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; depth -= 1; return .array(items) }
-        while true {
+        if try openContainer(closedBy: UInt8(ascii: "]")) { return .array(items) }
+        repeat {
             skipWhitespace()
             items.append(try parseValue())
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of JSON") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; break }
-            throw fail("expected ',' or ']'")
-        }
-        depth -= 1
+        } while try nextItem(closedBy: UInt8(ascii: "]"))
         return .array(items)
     }
 
@@ -139,6 +143,17 @@ private struct JSONParser {
 
     mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
+        // Fast path: a run of printable ASCII up to the closing quote (keys, numbers as text, most values) is its
+        // own UTF-8; anything else (escapes, control characters, non-ASCII) goes through the checks below.
+        var end = index
+        while end < bytes.count, bytes[end] >= 0x20, bytes[end] < 0x80, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\") {
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let text = String(decoding: bytes[index..<end], as: UTF8.self)
+            index = end + 1
+            return text
+        }
         var scalars = String.UnicodeScalarView()
         while true {
             guard index < bytes.count else { throw fail("unterminated string") }

@@ -146,6 +146,12 @@ extension MetricAccumulator {
         }
         func sum(_ value: JSONValue?, _ key: String) throws(MetricStateError) -> ExactSum {
             guard let value else { throw MetricStateError("\(key): missing") }
+            // Nearly every sum has no wide part: read it without building (and normalizing) an empty superaccumulator.
+            if value["wide"]?.arrayValue?.isEmpty == true, let text = value["fixed"]?.stringValue, let fixed = Int128(text) {
+                var sum = ExactSum()
+                sum.fixed = fixed
+                return sum
+            }
             do { return try ExactSum(jsonState: value) } catch { throw MetricStateError("\(key): \(error.description)") }
         }
         let topK = Int(try count(state["top_k"], "top_k")), bins = Int(try count(state["ece_bins"], "ece_bins"))
@@ -174,5 +180,45 @@ extension MetricAccumulator {
             binCorrect[b] = try count(corrects[b], "bin_correct[\(b)]")
             binConfidence[b] = try sum(confidences[b], "bin_confidence[\(b)]")
         }
+    }
+}
+
+extension MetricAccumulator {
+    /// Why the state's counts do not add up, empty when they do (docs/STATE-FORMAT.md, "Consistency"):
+    /// `rows` = `counted_rows` + `ignored_rows` + `nonfinite_rows`; `correct` ≤ `top_k_hits` ≤ `counted_rows`;
+    /// the ECE bins hold `counted_rows` rows and `correct` correct ones, no bin more correct rows than rows;
+    /// `confidence_sum` equals the sum of `bin_confidence` exactly; a state without counted rows has zero sums.
+    public var inconsistencies: [String] {
+        var problems: [String] = []
+        let (partial, o1) = countedRows.addingReportingOverflow(ignoredRows)
+        let (parts, o2) = partial.addingReportingOverflow(nonfiniteRows)
+        if o1 || o2 || parts != rows {
+            problems.append("rows \(rows) != counted_rows \(countedRows) + ignored_rows \(ignoredRows) + nonfinite_rows \(nonfiniteRows)")
+        }
+        if !(correct <= topKHits && topKHits <= countedRows) {
+            problems.append("correct \(correct) <= top_k_hits \(topKHits) <= counted_rows \(countedRows) does not hold")
+        }
+        var binned: UInt64 = 0, binnedCorrect: UInt64 = 0, overflow = false
+        for b in 0..<eceBins {
+            let (n, oa) = binned.addingReportingOverflow(binCounts[b])
+            let (c, ob) = binnedCorrect.addingReportingOverflow(binCorrect[b])
+            binned = n
+            binnedCorrect = c
+            overflow = overflow || oa || ob
+            if binCorrect[b] > binCounts[b] { problems.append("bin_correct[\(b)] \(binCorrect[b]) > bin_counts[\(b)] \(binCounts[b])") }
+        }
+        if overflow || binned != countedRows { problems.append("the bin_counts add up to \(binned), not counted_rows \(countedRows)") }
+        if overflow || binnedCorrect != correct { problems.append("the bin_correct add up to \(binnedCorrect), not correct \(correct)") }
+        var binnedConfidence = ExactSum()
+        for sum in binConfidence { binnedConfidence.add(sum) }
+        // Without wide parts the fixed parts are the values (no overflow spilled); else compare represented values.
+        let sameConfidence = binnedConfidence.wide == nil && confidenceSum.wide == nil
+            ? binnedConfidence.fixed == confidenceSum.fixed : binnedConfidence == confidenceSum
+        if !sameConfidence { problems.append("confidence_sum is not the sum of bin_confidence") }
+        if countedRows == 0 {
+            let sums = [("nll_sum", nllSum), ("uniform_sum", uniformSum), ("others_sum", othersSum), ("entropy_sum", entropySum), ("brier_sum", brierSum)]
+            for (name, sum) in sums where sum != ExactSum() { problems.append("no row is counted but \(name) is not 0") }
+        }
+        return problems
     }
 }

@@ -37,38 +37,29 @@ public enum KernelVariant: String, Sendable {
     }()
 
     /// The kernel for `dtype` in this variant. It may read `RowKernel.readSlack` bytes past the row.
-    public func function(for dtype: LogitDType) -> RowKernel.Function {
-        switch (self, dtype) {
-        #if arch(x86_64)
-        case (.avx512, .float32): return SmoothdKernelAVX512.RowKernelVariant.evaluateFloat32
-        case (.avx512, .float16): return SmoothdKernelAVX512.RowKernelVariant.evaluateFloat16
-        case (.avx512, .bfloat16): return SmoothdKernelAVX512.RowKernelVariant.evaluateBFloat16
-        case (.avx2, .float32): return SmoothdKernelAVX2.RowKernelVariant.evaluateFloat32
-        case (.avx2, .float16): return SmoothdKernelAVX2.RowKernelVariant.evaluateFloat16
-        case (.avx2, .bfloat16): return SmoothdKernelAVX2.RowKernelVariant.evaluateBFloat16
-        #endif
-        case (_, .float32): return RowKernel.evaluateFloat32
-        case (_, .float16): return RowKernel.evaluateFloat16
-        case (_, .bfloat16): return RowKernel.evaluateBFloat16
-        }
-    }
-}
+    public func function(for dtype: LogitDType) -> RowKernel.Function { kernels(for: dtype).row }
 
-extension KernelVariant {
     /// The batch kernel for `dtype` in this variant. It may read `RowKernel.readSlack` bytes past the last row.
-    public func batchFunction(for dtype: LogitDType) -> RowKernel.BatchFunction {
+    public func batchFunction(for dtype: LogitDType) -> RowKernel.BatchFunction { kernels(for: dtype).batch }
+
+    /// Both kernels for `dtype`, from one table, so that a variant or dtype is added in one place.
+    func kernels(for dtype: LogitDType) -> (row: RowKernel.Function, batch: RowKernel.BatchFunction) {
+        #if arch(x86_64)
+        typealias AVX512 = SmoothdKernelAVX512.RowKernelVariant
+        typealias AVX2 = SmoothdKernelAVX2.RowKernelVariant
+        #endif
         switch (self, dtype) {
         #if arch(x86_64)
-        case (.avx512, .float32): return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsFloat32
-        case (.avx512, .float16): return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsFloat16
-        case (.avx512, .bfloat16): return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsBFloat16
-        case (.avx2, .float32): return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32
-        case (.avx2, .float16): return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat16
-        case (.avx2, .bfloat16): return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsBFloat16
+        case (.avx512, .float32): return (AVX512.evaluateFloat32, AVX512.evaluateRowsFloat32)
+        case (.avx512, .float16): return (AVX512.evaluateFloat16, AVX512.evaluateRowsFloat16)
+        case (.avx512, .bfloat16): return (AVX512.evaluateBFloat16, AVX512.evaluateRowsBFloat16)
+        case (.avx2, .float32): return (AVX2.evaluateFloat32, AVX2.evaluateRowsFloat32)
+        case (.avx2, .float16): return (AVX2.evaluateFloat16, AVX2.evaluateRowsFloat16)
+        case (.avx2, .bfloat16): return (AVX2.evaluateBFloat16, AVX2.evaluateRowsBFloat16)
         #endif
-        case (_, .float32): return RowKernel.evaluateRowsFloat32
-        case (_, .float16): return RowKernel.evaluateRowsFloat16
-        case (_, .bfloat16): return RowKernel.evaluateRowsBFloat16
+        case (_, .float32): return (RowKernel.evaluateFloat32, RowKernel.evaluateRowsFloat32)
+        case (_, .float16): return (RowKernel.evaluateFloat16, RowKernel.evaluateRowsFloat16)
+        case (_, .bfloat16): return (RowKernel.evaluateBFloat16, RowKernel.evaluateRowsBFloat16)
         }
     }
 }

@@ -60,14 +60,19 @@ public struct MergeReport: Sendable {
         case invalid(kind: String, offset: UInt64?, reason: String)
     }
 
-    /// One shard record in input order, with its status and (valid ones) its counts and metrics.
+    /// One shard record in input order, with its status.
     public struct Entry: Sendable {
         /// The record.
         public var record: ResultRecord
         /// Where it went.
         public var status: Status
-        /// Its own counts and metrics under the merge's options (valid records only).
-        public var metrics: MetricReport?
+
+        /// Its own counts and metrics under `options` (valid records only). Computed on demand: a merge of many
+        /// records needs only the groups' and the total's.
+        public func metrics(options: MetricOptions) -> MetricReport? {
+            guard case .valid(let state) = record.outcome else { return nil }
+            return MetricReport(state, options: options)
+        }
     }
 
     /// A record dropped for a newer one of the same shard.
@@ -97,7 +102,8 @@ public struct MergeReport: Sendable {
     public var supersessions: [Supersession]
     /// Runs whose shards disagree on `num_shards`.
     public var disagreements: [NumShardsDisagreement]
-    /// Warning lines, in the order: omitted meta, supersessions, disagreeing `num_shards`, non-finite rows.
+    /// Warning lines, in the order: empty directories and omitted meta (input order), supersessions, disagreeing
+    /// `num_shards`, non-finite rows.
     public var warnings: [String]
 
     /// True when any input had a problem (the exit status of `smoothd merge` is then 1).
@@ -112,14 +118,16 @@ public struct MergeReport: Sendable {
         let metricOptions = options.metrics
         var reports: [InputReport] = []
         var entries: [Entry] = []
-        var inputOf: [Int] = []  // input index of each entry
         var warnings: [String] = []
         // Placed valid entries per identity, in input order.
         var byIdentity: [ShardIdentity: [Int]] = [:]
         var identityOrder: [ShardIdentity] = []
         var placements: [Int: ShardPlacement] = [:]
-        for (inputIndex, input) in inputs.enumerated() {
+        for input in inputs {
             var report = InputReport(path: input.path, kind: input.kind, shardsOK: 0, shardsFailed: 0, errors: input.errors)
+            if input.kind == .directory, input.records.isEmpty, input.errors.isEmpty {
+                warnings.append("\(input.path): no *.summary.json or *.error.json in this directory (is it a serve output directory?)")
+            }
             // States of other top-k or bins, by [top-k, bins]: one error each, naming the first record.
             var mismatches: [[Int]: (first: ResultRecord, count: Int)] = [:]
             var mismatchOrder: [[Int]] = []
@@ -153,11 +161,8 @@ public struct MergeReport: Sendable {
                         byIdentity[placement.identity, default: []].append(entries.count)
                     }
                 }
-                let metrics: MetricReport?
-                if case .valid(let state) = record.outcome { metrics = MetricReport(state, options: metricOptions) } else { metrics = nil }
                 if case .invalid = status { report.shardsFailed += 1 } else { report.shardsOK += 1 }
-                entries.append(Entry(record: record, status: status, metrics: metrics))
-                inputOf.append(inputIndex)
+                entries.append(Entry(record: record, status: status))
             }
             for settings in mismatchOrder {
                 let (first, count) = mismatches[settings]!

@@ -19,6 +19,9 @@ enum ResultFiles {
     /// a few hundred MiB).
     static let maximumFileBytes = 1 << 30
 
+    /// Cores online, for reading many files at once.
+    static var onlineCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
     static func kind(of path: String) -> Result<PathKind, ResultInputError> {
         var st = stat()
         guard stat(path, &st) == 0 else { return .failure(systemError(path, "cannot open")) }

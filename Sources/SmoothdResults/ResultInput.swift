@@ -1,5 +1,7 @@
+import Dispatch
 import SmoothdJSON
 import SmoothdMetrics
+import Synchronization
 
 /// What an input to `smoothd merge` (or `smoothd report`) turned out to be.
 public enum ResultInputKind: String, Sendable, Equatable {
@@ -75,8 +77,9 @@ public struct ResultRecord: Sendable {
     /// The state, or the failure.
     public var outcome: Outcome
 
-    /// A record with every member given (callers that evaluate shards themselves, such as `smoothd report`).
-    public init(shard: String, file: String, key: String?, meta: JSONValue?, metaOmitted: Bool, processedAt: String?, outcome: Outcome) {
+    /// A record built by a caller with its own records (`smoothd report` evaluating shards itself, tests).
+    public init(shard: String, file: String, key: String? = nil, meta: JSONValue?, metaOmitted: Bool = false, processedAt: String? = nil,
+                outcome: Outcome) {
         self.shard = shard
         self.file = file
         self.key = key
@@ -141,13 +144,46 @@ public struct ResultInput: Sendable {
             return input
         case .success(let found): names = found
         }
+        guard !names.isEmpty else { return input }
         let base = path.hasSuffix("/") ? path : path + "/"
-        for name in names { input.readDocument(base + name, inDirectory: true) }
+        // Files are independent: parse them on every core, then keep file order.
+        let workers = max(1, min(names.count / 64, ResultFiles.onlineCores))
+        let read = Mutex([Document?](repeating: nil, count: names.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let mine = stride(from: worker, to: names.count, by: workers).map { ($0, Document.read(base + names[$0], inDirectory: true)) }
+            read.withLock { documents in for (i, document) in mine { documents[i] = document } }
+        }
+        let documents = read.withLock { $0 }
+        for document in documents {
+            input.records += document!.records
+            input.errors += document!.errors
+        }
         return input
     }
 
-    /// Reads one file and adds its records (or its problem); a standalone file also sets `kind`.
+    /// Reads one standalone file: its kind comes from its content.
     private mutating func readDocument(_ file: String, inDirectory: Bool) {
+        let document = Document.read(file, inDirectory: inDirectory)
+        kind = document.kind
+        records = document.records
+        errors = document.errors
+    }
+}
+
+/// What one file holds: its kind (for a standalone file), its records and its problems.
+private struct Document: Sendable {
+    var kind: ResultInputKind?
+    var records: [ResultRecord] = []
+    var errors: [ResultInputError] = []
+
+    /// Reads `file`; a file inside a directory is a single record (it is never taken for an eval document).
+    static func read(_ file: String, inDirectory: Bool) -> Document {
+        var document = Document()
+        document.parse(file, inDirectory: inDirectory)
+        return document
+    }
+
+    private mutating func parse(_ file: String, inDirectory: Bool) {
         let document: JSONValue
         switch ResultFiles.readJSON(file) {
         case .failure(let error):

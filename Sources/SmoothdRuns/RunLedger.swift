@@ -20,6 +20,13 @@ public struct RunLedger: Sendable {
 
         /// True unless a re-run replaced it.
         public var isLive: Bool { supersededBy == nil }
+
+        /// A live shard.
+        init(name: String, placement: ShardPlacement, accumulator: MetricAccumulator) {
+            self.name = name
+            self.placement = placement
+            self.accumulator = accumulator
+        }
     }
 
     /// The group-by every placement was made under.
@@ -41,7 +48,7 @@ public struct RunLedger: Sendable {
     /// the supersession is returned.
     @discardableResult
     public mutating func record(_ name: String, placement: ShardPlacement, accumulator: MetricAccumulator) -> Supersession? {
-        shards.append(Shard(name: name, placement: placement, accumulator: accumulator, supersededBy: nil))
+        shards.append(Shard(name: name, placement: placement, accumulator: accumulator))
         let index = shards.count - 1
         defer { liveByIdentity[placement.identity] = index }
         guard let old = liveByIdentity[placement.identity] else { return nil }
@@ -73,14 +80,10 @@ public struct RunLedger: Sendable {
         }
         var groups: [RunGroup] = []
         var warnings: [NumShardsDisagreement] = []
-        // The first member's key is shown: values equal in the order are one value (1 and 1.0).
         for list in members.sorted(by: { $0[0].placement.group < $1[0].placement.group }) {
-            let key = list[0].placement.group
-            var accumulator = MetricAccumulator(options: options)
-            for shard in list { accumulator.merge(shard.accumulator) }
-            let (completeness, disagreements) = Completeness.of(list, group: key)
+            let (group, disagreements) = RunGroup.of(list, options: options)
             warnings += disagreements
-            groups.append(RunGroup(key: key, shards: list.map(\.name), completeness: completeness, accumulator: accumulator))
+            groups.append(group)
         }
         return (groups, warnings)
     }
@@ -113,6 +116,16 @@ public struct RunGroup: Sendable {
     public let completeness: Completeness?
     /// The merge of its shards' states.
     public let accumulator: MetricAccumulator
+
+    /// The group of `members` (live shards of one group key, in arrival order, at least one) and the warnings
+    /// of its runs. The first member's key is shown: values equal in the order are one value (1 and 1.0).
+    static func of(_ members: [RunLedger.Shard], options: MetricOptions) -> (RunGroup, [NumShardsDisagreement]) {
+        let key = members[0].placement.group
+        var accumulator = MetricAccumulator(options: options)
+        for shard in members { accumulator.merge(shard.accumulator) }
+        let (completeness, disagreements) = Completeness.of(members, group: key)
+        return (RunGroup(key: key, shards: members.map(\.name), completeness: completeness, accumulator: accumulator), disagreements)
+    }
 }
 
 /// Shards of one run stating different `num_shards`; the largest is used.

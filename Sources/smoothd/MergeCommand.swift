@@ -37,7 +37,8 @@ struct MergeCommand: ParsableCommand {
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one input") }
         // Merging reads no shard: the pipeline's resources mean nothing here, and silently ignoring them would mislead.
-        if metricOptions.threads != nil || metricOptions.memoryBudget != nil {
+        // (A budget equal to the default cannot be told from none; it is harmless, so it passes.)
+        if metricOptions.threads != nil || metricOptions.memoryBudget != MetricOptionGroup.defaultMemoryBudget {
             throw ValidationError("--threads and --memory-budget apply to eval and serve; merge reads no shards")
         }
     }
@@ -65,7 +66,7 @@ struct MergeCommand: ParsableCommand {
         for entry in report.entries {
             let name = entry.record.shard
             switch entry.status {
-            case .counted(let group): rows.append(ResultTable.ShardRow(name: name, group: group, cells: .metrics(entry.metrics!)))
+            case .counted(let group): rows.append(ResultTable.ShardRow(name: name, group: group, cells: .metrics(entry.metrics(options: report.options.metrics)!)))
             case .superseded(let by):
                 rows.append(ResultTable.ShardRow(name: name, group: groupOf[by], cells: .note("superseded by \(by)")))
             case .invalid(let kind, let offset, let reason):

@@ -11,36 +11,37 @@ extension SmoothingMode: ExpressibleByArgument {
 }
 
 /// The options `eval` and `serve` share: what to compute and how many resources to use.
-/// Every option is optional so that its default comes from `MetricOptions` and `EvaluationOptions`, which
-/// the help text quotes too.
+/// Defaults are the values of `MetricOptions` and `EvaluationOptions`, which the help shows; `threads` has none
+/// (the number of cores) and `reportSmoothing` is empty unless given.
 struct MetricOptionGroup: ParsableArguments {
-    @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1]. (default: \(MetricOptions().smoothing))", valueName: "ε"))
-    var smoothing: Double?
+    @Option(help: ArgumentHelp("Label smoothing ε for the reported loss, in [0, 1].", valueName: "ε"))
+    var smoothing = MetricOptions().smoothing
 
-    @Option(help: ArgumentHelp("uniform or pytorch (PyTorch: gold 1−ε+ε/K, others ε/K), others or fairseq (fairseq: gold 1−ε, others ε/(K−1)). (default: \(MetricOptions().mode.rawValue))", valueName: "mode"))
-    var smoothingMode: SmoothingMode?
+    @Option(help: ArgumentHelp("uniform or pytorch (PyTorch: gold 1−ε+ε/K, others ε/K), others or fairseq (fairseq: gold 1−ε, others ε/(K−1)).", valueName: "mode"))
+    var smoothingMode = MetricOptions().mode
 
     @Option(help: ArgumentHelp("More ε values whose loss is reported from the same pass, comma-separated.", valueName: "ε1,ε2,…"))
     var reportSmoothing: String?
 
-    @Option(help: ArgumentHelp("k for top-k accuracy. (default: \(MetricOptions().topK))", valueName: "k"))
-    var topK: Int?
+    @Option(help: ArgumentHelp("k for top-k accuracy.", valueName: "k"))
+    var topK = MetricOptions().topK
 
-    @Option(help: ArgumentHelp("Equal-width confidence bins for ECE. (default: \(MetricOptions().eceBins))", valueName: "n"))
-    var eceBins: Int?
+    @Option(help: ArgumentHelp("Equal-width confidence bins for ECE.", valueName: "n"))
+    var eceBins = MetricOptions().eceBins
 
     @Option(help: ArgumentHelp("Worker threads. (default: number of cores)", valueName: "n"))
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB. (default: \(EvaluationOptions.defaultMemoryBudget >> 20)MiB)", valueName: "bytes"))
-    var memoryBudget: String?
+    @Option(help: ArgumentHelp("Bound for the pipeline's buffers, in bytes or with KiB/MiB/GiB.", valueName: "bytes"))
+    var memoryBudget = MetricOptionGroup.defaultMemoryBudget
 
-    /// The options, with defaults for what was not given (`serve` merges its config file into the
-    /// arguments before parsing, so the file's values arrive here as flags).
+    /// `--memory-budget` when not given: `EvaluationOptions`' default, as the help shows it.
+    static let defaultMemoryBudget = "\(EvaluationOptions.defaultMemoryBudget >> 20)MiB"
+
+    /// The options (`serve` merges its config file into the arguments before parsing, so the file's values
+    /// arrive here as flags).
     func evaluationOptions() throws -> EvaluationOptions {
-        var metrics = MetricOptions()
-        if let smoothing { metrics.smoothing = smoothing }
-        if let smoothingMode { metrics.mode = smoothingMode }
+        var metrics = MetricOptions(smoothing: smoothing, mode: smoothingMode, topK: topK, eceBins: eceBins)
         if let reportSmoothing {
             metrics.reportSmoothing = try reportSmoothing.split(separator: ",").map { part in
                 let trimmed = part.trimmingCharacters(in: .whitespaces)
@@ -48,16 +49,10 @@ struct MetricOptionGroup: ParsableArguments {
                 return e
             }
         }
-        if let topK { metrics.topK = topK }
-        if let eceBins { metrics.eceBins = eceBins }
         if let problem = metrics.problems.first { throw ValidationError(problem) }
         if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in [1, 1024]") }
-        var budget = EvaluationOptions.defaultMemoryBudget
-        if let memoryBudget {
-            guard let bytes = MetricOptionGroup.parseBytes(memoryBudget), bytes >= 1 else {
-                throw ValidationError("invalid --memory-budget '\(memoryBudget)' (bytes, or a number with KiB, MiB or GiB)")
-            }
-            budget = bytes
+        guard let budget = MetricOptionGroup.parseBytes(memoryBudget), budget >= 1 else {
+            throw ValidationError("invalid --memory-budget '\(memoryBudget)' (bytes, or a number with KiB, MiB or GiB)")
         }
         return EvaluationOptions(metrics: metrics, threads: threads, memoryBudget: budget)
     }

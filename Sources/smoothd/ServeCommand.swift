@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import SmoothdDaemon
 import SmoothdPipeline
+import SmoothdRuns
 
 /// `smoothd serve`: the spool daemon. Parses flags, merges the `--config` file under them, and hands a
 /// `DaemonConfiguration` to `DaemonRun`, where all the logic lives.
@@ -13,7 +14,7 @@ struct ServeCommand: AsyncParsableCommand {
         Producers write NAME.lshd.zst under a temporary name (starting with '.' or ending in .tmp/.part) in the \
         spool directory, then rename it to its final name. smoothd claims it, writes OUTPUT/NAME.summary.json \
         (or OUTPUT/NAME.error.json and moves the shard to SPOOL/failed/), keeps OUTPUT/totals.json equal to the \
-        merge of all summaries, and moves the shard to SPOOL/done/. Prometheus metrics are served at /metrics, \
+        merge of the current summaries (in total and per group, --group-by, as eval --json), and moves the shard to SPOOL/done/. Prometheus metrics are served at /metrics, \
         health at /healthz. Under systemd (Type=notify) it sends READY, WATCHDOG, STATUS and STOPPING. \
         SIGTERM or SIGINT stops it within 10 seconds with exit code 0.
 
@@ -30,14 +31,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Config file of 'key = value' lines; command-line flags win over it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Address for /metrics and /healthz, or 'none'. (default: \(ServeCommand.defaults.metricsListen?.description ?? "none"))", valueName: "host:port"))
-    var metricsListen: String?
+    @Option(help: ArgumentHelp("Address for /metrics and /healthz, or 'none'.", valueName: "host:port"))
+    var metricsListen = ServeCommand.defaults.metricsListen?.description ?? "none"
 
     @Option(help: ArgumentHelp("Also write the metrics atomically to this file, for node_exporter's textfile collector.", valueName: "path"))
     var textfile: String?
 
-    @Option(help: ArgumentHelp("Shards processed at once; --threads and --memory-budget are shared among them. (default: \(ServeCommand.defaults.maxInflight))", valueName: "n"))
-    var maxInflight: Int?
+    @Option(help: ArgumentHelp("Shards processed at once; --threads and --memory-budget are shared among them.", valueName: "n"))
+    var maxInflight = ServeCommand.defaults.maxInflight
 
     @Flag(inversion: .prefixedNo, help: "Delete shards once their summary is committed, instead of moving them to SPOOL/done/.")
     var deleteProcessed: Bool?
@@ -51,19 +52,28 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds SIGTERM waits for shards in flight before abandoning them (0-8). (default: \(ServeCommand.defaults.shutdownGrace.components.seconds))", valueName: "seconds"))
     var shutdownGrace: Double?
 
-    @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing. (default: \(ServeCommand.defaults.largeShardBytes))", valueName: "bytes"))
-    var largeShardBytes: UInt64?
+    @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing.", valueName: "bytes"))
+    var largeShardBytes = ServeCommand.defaults.largeShardBytes
 
-    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. (default: info)", valueName: "level"))
-    var logLevel: String?
+    @Option(help: ArgumentHelp("The most groups with smoothd_group_* gauges (the most recently updated); the others are counted in smoothd_groups_omitted.", valueName: "n"))
+    var metricsMaxGroups = ServeCommand.defaults.metricsMaxGroups
+
+    @Option(help: ArgumentHelp("Seconds after which an unfinished spool file (.*, *.tmp, *.part) that has not changed is logged once and counted in smoothd_stale_partial_files (never touched).", valueName: "seconds"))
+    var stalePartialSeconds = ServeCommand.defaults.stalePartialSeconds
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel = "info"
 
     @OptionGroup var metricOptions: MetricOptionGroup
 
-    /// The configuration's defaults, which the help texts show (so they are written once, in `DaemonConfiguration`).
+    @OptionGroup var runOptions: RunOptionGroup
+
+    /// The configuration's defaults, which the help shows (so they are written once, in `DaemonConfiguration`); the
+    /// two durations are `Double?` with their whole seconds in the help text, since `30.0` would read oddly there.
     static let defaults = DaemonConfiguration(spoolDirectory: "", outputDirectory: "", evaluation: EvaluationOptions())
 
     /// Keys of the config file that are flags (`true`/`false`).
-    static let flagKeys: Set<String> = ["delete-processed", "exit-when-idle"]
+    static let flagKeys: Set<String> = ["delete-processed", "exit-when-idle", "fail-on-nonfinite"]
 
     mutating func run() async throws {
         var command = self
@@ -100,8 +110,7 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func parsedLogLevel() throws -> Logger.Level {
-        guard let text = logLevel else { return .info }
-        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         return level
@@ -112,20 +121,21 @@ struct ServeCommand: AsyncParsableCommand {
         guard let spool, !spool.isEmpty else { throw ValidationError("--spool is required (on the command line or in the config file)") }
         guard let output, !output.isEmpty else { throw ValidationError("--output is required (on the command line or in the config file)") }
         var configuration = DaemonConfiguration(spoolDirectory: spool, outputDirectory: output, evaluation: try metricOptions.evaluationOptions())
-        if let metricsListen {
-            do {
-                configuration.metricsListen = try ListenAddress.parse(metricsListen)
-            } catch {
-                throw ValidationError("--metrics-listen: \(error)")
-            }
+        do {
+            configuration.metricsListen = try ListenAddress.parse(metricsListen)
+        } catch {
+            throw ValidationError("--metrics-listen: \(error)")
         }
         configuration.textfilePath = textfile
-        if let maxInflight { configuration.maxInflight = maxInflight }
+        configuration.runs = RunRules(groupBy: try runOptions.parsedGroupBy(), failOnNonfinite: runOptions.failOnNonfinite)
+        configuration.maxInflight = maxInflight
         if let deleteProcessed { configuration.deleteProcessed = deleteProcessed }
         if let exitWhenIdle { configuration.exitWhenIdle = exitWhenIdle }
         if let rescanInterval { configuration.rescanInterval = try ServeCommand.duration(rescanInterval, "--rescan-interval") }
         if let shutdownGrace { configuration.shutdownGrace = try ServeCommand.duration(shutdownGrace, "--shutdown-grace") }
-        if let largeShardBytes { configuration.largeShardBytes = largeShardBytes }
+        configuration.largeShardBytes = largeShardBytes
+        configuration.metricsMaxGroups = metricsMaxGroups
+        configuration.stalePartialSeconds = stalePartialSeconds
         let version = SmoothdCommand.configuration.version
         configuration.version = version.isEmpty ? "dev" : version
         do {

@@ -290,3 +290,23 @@ func statesOfOtherSettingsAreRefused(_ flags: [String], _ words: String) throws 
     #expect(usage.stderr.contains("merge reads no shards"))
     #expect(try runSmoothd(["merge"]).status == 64)
 }
+
+/// A serve output directory contributes its top-level summaries and error records only: not `superseded/` (or
+/// any subdirectory), `totals.json`, hidden files, or symlinks (serve writes none).
+@Test func aDirectoryIsReadAsServeLaysItOut() throws {
+    let scratch = try MergeScratch()
+    let dir = scratch.sub("out")
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: dir + "/superseded", withIntermediateDirectories: true)
+    let counted = ["valid/k2.lshd.zst", "invalid/bad_magic.lshd.zst"]
+    for file in counted { try fm.copyItem(atPath: servedRecord(file)!, toPath: dir + "/" + (servedRecord(file)! as NSString).lastPathComponent) }
+    let other = servedRecord("valid/confident.lshd.zst")!
+    try fm.copyItem(atPath: other, toPath: dir + "/superseded/confident.lshd.zst.summary.json")
+    try fm.copyItem(atPath: other, toPath: dir + "/.confident.lshd.zst.summary.json")
+    try fm.createSymbolicLink(atPath: dir + "/linked.lshd.zst.summary.json", withDestinationPath: other)
+    try Data("not JSON".utf8).write(to: URL(fileURLWithPath: dir + "/totals.json"))
+    let merged = try mergeJSON([dir])
+    #expect(merged.status == 0, "\(merged.stderr)")
+    #expect(merged.document["total"] == (try evalJSON(counted))["total"])
+    #expect(merged.document["inputs"]?.arrayValue?.first?["shards_failed"] == .int(1))
+}

@@ -164,13 +164,13 @@ struct DaemonProcessTests {
         #expect(totals["shards_failed"] == .int(Int64(invalid.count)))
         #expect(daemon.log.contains("invalid shard quarantined"))
 
-        // The same name again: kept, reported, and recorded under a distinct name.
+        // The same name again: a re-run, recorded under a distinct name; it supersedes the first record.
         let before = Files.text(out + "/good.lshd.zst.summary.json")
         try Files.drop(try ShardFactory.valid(rows: 10, seed: 7), named: "good.lshd.zst", in: spool)
         daemon = try DaemonProcess(servingIn: dir, metricsListen: "127.0.0.1:0", extraArgs: ["--exit-when-idle"])
         #expect(daemon.waitForExit(timeout: 60), "--exit-when-idle must also stop the metrics server")
         #expect(daemon.exitCode == 0)
-        #expect(Files.text(out + "/good.lshd.zst.summary.json") == before)
+        #expect(Files.text(out + "/superseded/good.lshd.zst.summary.json") == before, "superseded by the re-run, kept untouched")
         #expect(try Files.json(out + "/good.lshd.zst~2.summary.json")["rows"]?.intValue == 10)
         #expect(Files.exists(spool + "/done/good.lshd.zst~2"))
         #expect(daemon.log.contains("shard name was already processed"))
@@ -256,34 +256,62 @@ struct DaemonProcessTests {
         try expectTotalsMatchRecords(output: out)
     }
 
-    /// kill -9 at random moments while producers keep dropping shards, restart, repeat; then drain and check that
-    /// every shard has exactly one summary, none is lost, nothing is left claimed or half-written, and totals are right.
+    /// kill -9 at random moments while producers keep dropping shards and re-runs of earlier ones (the same name:
+    /// one identity), restart, repeat; then drain and check that every identity has exactly one current summary
+    /// (the others in superseded/), no shard's record is lost, nothing is left claimed or half-written, and totals
+    /// are the merge of the current summaries. Kills land inside supersessions too (counted and printed).
     @Test func killNineLoopKeepsExactlyOnce() async throws {
         let dir = TempDirectory()
         defer { dir.remove() }
         let spool = dir.sub("spool"), out = dir.sub("out")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         let cycles = 30
-        var dropped: [String: Int] = [:]
+        var dropped: [String: [Int]] = [:]  // rows of every drop, by identity, in order
+        var identityOf: [String: String] = [:]  // shard name -> identity (its rank, or its name)
         var killedWhileClaimed = 0
         var killedMidCommit = 0
+        var killedMidSupersession = 0
         var generator = SplitMix(seed: 2024)
         let work = spool + "/.smoothd-work"
-        func produce(_ name: String) throws {
+        /// Drops `name`; with `rank` (`kC-preI`), its meta makes it rank I of run C, so another name with the same
+        /// rank is a re-run of it (one identity).
+        func produce(_ name: String, rank: String? = nil) throws {
             let rows = 500 + Int(generator.next() % 4000)
-            try Files.drop(try ShardFactory.valid(rows: rows, classes: 32, seed: generator.next(), frames: 1 + Int(generator.next() % 3)), named: name, in: spool)
-            dropped[name] = rows
+            let meta = rank.map { r in
+                let parts = r.split(separator: "-")
+                return #"{"model":"test","checkpoint":"\#(parts[0])","split":"v","shard_index":\#(parts[1].dropFirst(3))}"#
+            }
+            try Files.drop(try ShardFactory.valid(rows: rows, classes: 32, seed: generator.next(), frames: 1 + Int(generator.next() % 3), metaText: meta),
+                           named: name, in: spool)
+            identityOf[name] = rank ?? name
+            dropped[rank ?? name, default: []].append(rows)
         }
+        /// Current summaries in the output directory by identity (a name reused is recorded as NAME~N).
+        func currentSummaries() -> [String: [String]] {
+            Dictionary(grouping: Files.list(out).filter { $0.hasSuffix(".summary.json") }.map { String($0.dropLast(".summary.json".count)) },
+                       by: { identityOf[ShardName.source(ofInstance: $0)] ?? $0 })
+        }
+        var reruns = 0
         for cycle in 0..<cycles {
             // Some shards wait in the spool before the start...
-            for i in 0..<3 { try produce("k\(cycle)-pre\(i).lshd.zst") }
+            for i in 0..<3 { try produce("k\(cycle)-pre\(i).lshd.zst", rank: "k\(cycle)-pre\(i)") }
             let daemon = try DaemonProcess(servingIn: dir, extraArgs: ["--max-inflight", "2", "--threads", "2", "--rescan-interval", "1"])
-            // ...more arrive while it runs, and it is killed: on even cycles at a random moment, on odd cycles
-            // a few milliseconds after it has claimed a shard (so the kill lands inside processing or a commit).
+            // ...more arrive while it runs, with re-runs of earlier ranks under new names and of earlier names (not
+            // while that name still waits in the spool, which the producer would overwrite), and it is killed: on
+            // even cycles at a random moment, on odd cycles a few milliseconds after it has claimed a shard (so the
+            // kill lands inside processing, a commit or a supersession).
             let killAt = TestClock.seconds() + Double(30 + Int(generator.next() % 500)) / 1000
             var i = 0
             while TestClock.seconds() < killAt {
                 try produce("k\(cycle)-run\(i).lshd.zst")
+                let rank = "k\(Int(generator.next() % UInt64(cycle + 1)))-pre\(generator.next() % 3)"
+                try produce("k\(cycle)-rerun\(i).lshd.zst", rank: rank)
+                reruns += 1
+                let name = "k\(Int(generator.next() % UInt64(cycle + 1)))-run0.lshd.zst"
+                if identityOf[name] != nil, !Files.exists(spool + "/" + name) {
+                    try produce(name)
+                    reruns += 1
+                }
                 i += 1
                 usleep(UInt32(2_000 + generator.next() % 30_000))
             }
@@ -297,6 +325,7 @@ struct DaemonProcessTests {
             let claimed = Files.list(work).filter { !$0.hasPrefix(".") }
             if !claimed.isEmpty { killedWhileClaimed += 1 }
             if claimed.contains(where: { Files.exists(out + "/" + $0 + ".summary.json") }) { killedMidCommit += 1 }
+            if currentSummaries().values.contains(where: { $0.count > 1 }) { killedMidSupersession += 1 }
         }
         // Drain.
         let final = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
@@ -304,27 +333,35 @@ struct DaemonProcessTests {
         #expect(final.exitCode == 0)
 
         let outputs = Files.list(out)
-        let summaries = Set(outputs.filter { $0.hasSuffix(".summary.json") }.map { String($0.dropLast(".summary.json".count)) })
+        let current = currentSummaries()
+        let superseded = Files.list(out + "/superseded").filter { $0.hasSuffix(".summary.json") }
         let expected = Set(dropped.keys)
-        let lost = expected.subtracting(summaries)
-        let duplicated = summaries.filter { $0.contains("~") }
-        let unexpected = summaries.subtracting(expected).subtracting(duplicated)
-        print("kill -9 loop: cycles=\(cycles) shards=\(expected.count) lost=\(lost.count) duplicated=\(duplicated.count) "
-              + "kills-with-shards-claimed=\(killedWhileClaimed) kills-between-summary-and-move=\(killedMidCommit)")
+        let drops = dropped.values.map(\.count).reduce(0, +)
+        let lost = expected.subtracting(current.keys)
+        let duplicated = current.filter { $0.value.count > 1 }
+        let unexpected = Set(current.keys).subtracting(expected)
+        print("kill -9 loop: cycles=\(cycles) identities=\(expected.count) drops=\(drops) re-runs=\(reruns) superseded=\(superseded.count) "
+              + "lost=\(lost.count) duplicated=\(duplicated.count) kills-with-shards-claimed=\(killedWhileClaimed) "
+              + "kills-between-summary-and-move=\(killedMidCommit) kills-mid-supersession=\(killedMidSupersession)")
         #expect(lost.isEmpty, "lost: \(lost.sorted())")
-        #expect(duplicated.isEmpty, "duplicated: \(duplicated.sorted())")
+        #expect(duplicated.isEmpty, "more than one current summary: \(duplicated)")
         #expect(unexpected.isEmpty)
+        #expect(current.count + superseded.count == drops, "every drop has exactly one record, current or superseded")
+        for (identity, instances) in current {
+            let rows = try Files.json(out + "/" + instances[0] + ".summary.json")["rows"]?.intValue
+            #expect(rows.map { dropped[identity]!.contains(Int($0)) } == true, "\(identity): the current summary is one of its drops")
+        }
         #expect(!outputs.contains { $0.hasSuffix(".error.json") })
         #expect(Files.leftovers(out).isEmpty, "temporary files left: \(Files.leftovers(out))")
         #expect(Files.list(spool + "/.smoothd-work").isEmpty)
-        #expect(Set(Files.list(spool + "/done")) == expected)
+        #expect(Files.list(spool + "/done").count == drops)
+        #expect(Set(Files.list(spool + "/done").map { ShardName.source(ofInstance: $0) }) == Set(identityOf.keys))
         #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["done", "failed"])
         try expectTotalsMatchRecords(output: out)
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["shards_ok"] == .int(Int64(expected.count)))
-        #expect(totals["rows"]?.intValue == Int64(dropped.values.reduce(0, +)))
-        for name in expected.sorted().prefix(5) {
-            #expect(try Files.json(out + "/" + name + ".summary.json")["rows"]?.intValue == Int64(dropped[name]!))
+        for name in identityOf.keys.sorted().filter({ identityOf[$0] == $0 && dropped[$0]!.count == 1 }).prefix(5) {
+            #expect(try Files.json(out + "/" + name + ".summary.json")["rows"]?.intValue == Int64(dropped[name]![0]))
         }
     }
 }

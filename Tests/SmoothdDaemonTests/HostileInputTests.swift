@@ -345,7 +345,7 @@ struct HostileInputStoreTests {
         let controlRecord = try Files.json(out + "/control.lshd.zst.summary.json")
         #expect(controlRecord["meta"]?["model"] == .string("evil\u{1b}[2J\u{0}\n<3>forged log line"), "kept, escaped in the file")
         // A restart rebuilds the totals from these summaries: none is unreadable.
-        let (ledger, unreadable) = try store.rebuildLedger(options: options)
+        let (ledger, unreadable, _) = try store.rebuildLedger(options: options)
         #expect(unreadable.isEmpty, "\(unreadable)")
         #expect(ledger.shardsOK == 4)
         try expectTotalsMatchRecords(output: out, options: options)
@@ -468,12 +468,12 @@ extension HostileInputProcessTests {
         #expect(totals["shards_failed"] == .int(2 + Int64(overlong.count)))
 
         // A producer that later uses an escaped display name literally reuses that name: recorded as NAME~2,
-        // the first record untouched.
+        // superseding the first record (kept untouched in superseded/).
         let before = Files.text(out + "/latin1-%E9.lshd.zst.summary.json")
         try Files.drop(good, named: "latin1-%E9.lshd.zst", in: spool)
         let again = try DaemonProcess(servingIn: dir, extraArgs: ["--exit-when-idle"])
         #expect(again.waitForExit(timeout: 60))
-        #expect(Files.text(out + "/latin1-%E9.lshd.zst.summary.json") == before)
+        #expect(Files.text(out + "/superseded/latin1-%E9.lshd.zst.summary.json") == before)
         #expect(try Files.json(out + "/latin1-%E9.lshd.zst~2.summary.json")["rows"]?.intValue == 12)
         try expectTotalsMatchRecords(output: out)
     }

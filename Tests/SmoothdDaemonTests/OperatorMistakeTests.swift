@@ -213,50 +213,50 @@ struct OverlongQuarantineTests {
 struct OperatorProcessTests {
     let options = MetricOptions()
 
-    /// Starts the daemon on `DIR/spool` and `DIR/out` without a metrics server and waits for `READY=1`.
-    func startReady(_ dir: TempDirectory, _ extra: [String] = []) throws -> (DaemonProcess, NotifyReceiver) {
+    /// Runs `body` with a daemon started in a fresh temporary directory (`DIR/spool`, `DIR/out`, no metrics server,
+    /// `extra` arguments) once it has sent `READY=1`; then closes the notify socket and removes the directory.
+    func withReadyDaemon(_ extra: [String] = [], _ body: (TempDirectory, DaemonProcess, NotifyReceiver) throws -> Void) throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
         let receiver = NotifyReceiver(abstract: true, directory: dir.path)
+        defer { receiver.close() }
         let daemon = try DaemonProcess(servingIn: dir, extraArgs: extra, environment: ["NOTIFY_SOCKET": receiver.address])
         #expect(eventually { receiver.received("READY=1") }, "\(daemon.log)")
-        return (daemon, receiver)
+        try body(dir, daemon, receiver)
     }
 
     /// SIGHUP (a reload), SIGUSR1, SIGUSR2 and SIGALRM do not kill the daemon: it keeps processing shards, logs
     /// the SIGHUP, and still stops with exit code 0 on SIGTERM.
     @Test func hangupUserSignalsAndAlarmDoNotKillTheDaemon() throws {
-        let dir = TempDirectory()
-        defer { dir.remove() }
-        let spool = dir.sub("spool"), out = dir.sub("out")
-        let (daemon, receiver) = try startReady(dir)
-        defer { receiver.close() }
-        for (index, number) in [SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGUSR1].enumerated() {
-            daemon.signal(number)
-            try Files.drop(try ShardFactory.valid(rows: 10 + index, seed: UInt64(index)), named: "s\(index).lshd.zst", in: spool)
-            #expect(eventually { Files.exists(out + "/s\(index).lshd.zst.summary.json") || !daemon.process.isRunning },
-                    "signal \(number): \(daemon.log)")
+        try withReadyDaemon { dir, daemon, _ in
+            let spool = dir.sub("spool"), out = dir.sub("out")
+            for (index, number) in [SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGHUP, SIGUSR1].enumerated() {
+                daemon.signal(number)
+                try Files.drop(try ShardFactory.valid(rows: 10 + index, seed: UInt64(index)), named: "s\(index).lshd.zst", in: spool)
+                #expect(eventually { Files.exists(out + "/s\(index).lshd.zst.summary.json") || !daemon.process.isRunning },
+                        "signal \(number): \(daemon.log)")
+            }
+            #expect(daemon.process.isRunning, "killed by a signal: \(daemon.log)")
+            #expect(Files.list(out).filter { $0.hasSuffix(".summary.json") }.count == 6)
+            #expect(daemon.log.contains("SIGHUP"), "SIGHUP is logged")
+            daemon.signal(SIGTERM)
+            #expect(daemon.waitForExit(timeout: 15))
+            #expect(daemon.exitCode == 0, "\(daemon.log)")
         }
-        #expect(daemon.process.isRunning, "killed by a signal: \(daemon.log)")
-        #expect(Files.list(out).filter { $0.hasSuffix(".summary.json") }.count == 6)
-        #expect(daemon.log.contains("SIGHUP"), "SIGHUP is logged")
-        daemon.signal(SIGTERM)
-        #expect(daemon.waitForExit(timeout: 15))
-        #expect(daemon.exitCode == 0, "\(daemon.log)")
     }
 
     /// `rm -rf` of the spool (then `mkdir` of a new one) is noticed at the next tick, although the daemon's open
     /// descriptors keep the old directory alive and no inotify event comes: the daemon exits non-zero with a
     /// message naming the spool, so that systemd restarts it on the new directory.
     @Test func deletedSpoolStopsTheDaemonWithAnError() throws {
-        let dir = TempDirectory()
-        defer { dir.remove() }
-        let spool = dir.sub("spool")
-        let (daemon, receiver) = try startReady(dir)
-        defer { receiver.close() }
-        try FileManager.default.removeItem(atPath: spool)
-        #expect(mkdir(spool, 0o755) == 0)
-        #expect(daemon.waitForExit(timeout: 20), "the daemon did not notice the deleted spool: \(daemon.log)")
-        #expect(daemon.exitCode != 0 && !daemon.killedBySignal, "\(daemon.log)")
-        #expect(daemon.log.contains("spool") && daemon.log.contains("deleted"), "\(daemon.log)")
+        try withReadyDaemon { dir, daemon, _ in
+            let spool = dir.sub("spool")
+            try FileManager.default.removeItem(atPath: spool)
+            #expect(mkdir(spool, 0o755) == 0)
+            #expect(daemon.waitForExit(timeout: 20), "the daemon did not notice the deleted spool: \(daemon.log)")
+            #expect(daemon.exitCode != 0 && !daemon.killedBySignal, "\(daemon.log)")
+            #expect(daemon.log.contains("spool") && daemon.log.contains("deleted"), "\(daemon.log)")
+        }
     }
 
     /// The output directory deleted while the daemon runs: re-created by the operator, or not at all. Commits
@@ -341,29 +341,27 @@ struct OperatorProcessTests {
     /// `IN_MOVED_TO` or `IN_CLOSE_WRITE` in the spool; `IN_CREATE` makes them seen at once, with the periodic
     /// rescan an hour away.
     @Test func linkAndTmpfileLinkatPublicationIsSeenAtOnce() throws {
-        let dir = TempDirectory()
-        defer { dir.remove() }
-        let spool = dir.sub("spool"), out = dir.sub("out")
         // READY=1 comes after the start-up rescan: what follows can only be seen through inotify.
-        let (daemon, receiver) = try startReady(dir, ["--rescan-interval", "3600"])
-        defer { receiver.close() }
-        try Files.write(try ShardFactory.valid(rows: 15, seed: 1), to: dir.sub("staged.lshd.zst"))
-        #expect(link(dir.sub("staged.lshd.zst"), spool + "/linked.lshd.zst") == 0)
-        #expect(eventually(timeout: 20) { Files.exists(out + "/linked.lshd.zst.summary.json") }, "link(2) not seen: \(daemon.log)")
+        try withReadyDaemon(["--rescan-interval", "3600"]) { dir, daemon, _ in
+            let spool = dir.sub("spool"), out = dir.sub("out")
+            try Files.write(try ShardFactory.valid(rows: 15, seed: 1), to: dir.sub("staged.lshd.zst"))
+            #expect(link(dir.sub("staged.lshd.zst"), spool + "/linked.lshd.zst") == 0)
+            #expect(eventually(timeout: 20) { Files.exists(out + "/linked.lshd.zst.summary.json") }, "link(2) not seen: \(daemon.log)")
 
-        // O_TMPFILE: an unnamed file in the spool, written, then given its final name; the writer keeps it open.
-        let tmpfileFlag: Int32 = 0o20000000 | O_DIRECTORY
-        let fd = open(spool, O_WRONLY | O_CLOEXEC | tmpfileFlag, 0o644)
-        #expect(fd >= 0, "O_TMPFILE: \(String(cString: strerror(errno)))")
-        defer { close(fd) }
-        let bytes = try ShardFactory.valid(rows: 25, seed: 2)
-        #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
-        #expect(linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, spool + "/tmpfile.lshd.zst", AT_SYMLINK_FOLLOW) == 0,
-                "linkat: \(String(cString: strerror(errno)))")
-        #expect(eventually(timeout: 20) { Files.exists(out + "/tmpfile.lshd.zst.summary.json") }, "O_TMPFILE + linkat not seen: \(daemon.log)")
-        #expect(try Files.json(out + "/tmpfile.lshd.zst.summary.json")["rows"]?.intValue == 25)
-        daemon.signal(SIGTERM)
-        #expect(daemon.waitForExit(timeout: 15))
+            // O_TMPFILE: an unnamed file in the spool, written, then given its final name; the writer keeps it open.
+            let tmpfileFlag: Int32 = 0o20000000 | O_DIRECTORY
+            let fd = open(spool, O_WRONLY | O_CLOEXEC | tmpfileFlag, 0o644)
+            #expect(fd >= 0, "O_TMPFILE: \(String(cString: strerror(errno)))")
+            defer { close(fd) }
+            let bytes = try ShardFactory.valid(rows: 25, seed: 2)
+            #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
+            #expect(linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, spool + "/tmpfile.lshd.zst", AT_SYMLINK_FOLLOW) == 0,
+                    "linkat: \(String(cString: strerror(errno)))")
+            #expect(eventually(timeout: 20) { Files.exists(out + "/tmpfile.lshd.zst.summary.json") }, "O_TMPFILE + linkat not seen: \(daemon.log)")
+            #expect(try Files.json(out + "/tmpfile.lshd.zst.summary.json")["rows"]?.intValue == 25)
+            daemon.signal(SIGTERM)
+            #expect(daemon.waitForExit(timeout: 15))
+        }
     }
 
     /// Names whose records would not fit in NAME_MAX (255 bytes): the longest accepted name is processed as usual;
@@ -417,21 +415,19 @@ struct OperatorProcessTests {
 
     /// Every `STATUS=` line after `READY=1` (until `STOPPING=1`) starts with `watching SPOOL: `.
     @Test func statusLinesKeepTheirWatchingPrefix() throws {
-        let dir = TempDirectory()
-        defer { dir.remove() }
-        let spool = dir.sub("spool")
-        let (daemon, receiver) = try startReady(dir)
-        defer { receiver.close() }
-        for i in 0..<2 { try Files.drop(try ShardFactory.valid(rows: 10, seed: UInt64(i)), named: "s\(i).lshd.zst", in: spool) }
-        #expect(eventually { receiver.poll().contains { $0.contains("2 ok") } }, "no status update: \(receiver.poll())")
-        daemon.signal(SIGTERM)
-        #expect(daemon.waitForExit(timeout: 15))
-        let messages = receiver.poll()
-        let ready = try #require(messages.firstIndex { $0.hasPrefix("READY=1") })
-        let updates = messages[ready...].filter { !$0.contains("STOPPING=1") }.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix("STATUS=") }
-        #expect(updates.count >= 2)
-        for line in updates {
-            #expect(line.hasPrefix("STATUS=watching \(spool): "), "\(line)")
+        try withReadyDaemon { dir, daemon, receiver in
+            let spool = dir.sub("spool")
+            for i in 0..<2 { try Files.drop(try ShardFactory.valid(rows: 10, seed: UInt64(i)), named: "s\(i).lshd.zst", in: spool) }
+            #expect(eventually { receiver.poll().contains { $0.contains("2 ok") } }, "no status update: \(receiver.poll())")
+            daemon.signal(SIGTERM)
+            #expect(daemon.waitForExit(timeout: 15))
+            let messages = receiver.poll()
+            let ready = try #require(messages.firstIndex { $0.hasPrefix("READY=1") })
+            let updates = messages[ready...].filter { !$0.contains("STOPPING=1") }.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix("STATUS=") }
+            #expect(updates.count >= 2)
+            for line in updates {
+                #expect(line.hasPrefix("STATUS=watching \(spool): "), "\(line)")
+            }
         }
     }
 }

@@ -78,7 +78,8 @@ struct SpoolStoreTests {
         #expect(errorB["failed_at"]?.stringValue != nil)
         try expectTotalsMatchRecords(output: out, options: options)
 
-        // 3. The name a.lshd.zst again, with other content: kept, recorded as a.lshd.zst~2, the first untouched.
+        // 3. The name a.lshd.zst again, with other content: a re-run, recorded as a.lshd.zst~2; it supersedes the
+        // first, whose summary moves (untouched) to OUTPUT/superseded/ and is no longer counted.
         let firstSummaryText = Files.text(out + "/a.lshd.zst.summary.json")
         try Files.drop(ShardFactory.valid(rows: 120, seed: 3), named: "a.lshd.zst", in: spool)
         item = try claim(store, "a.lshd.zst")
@@ -87,13 +88,14 @@ struct SpoolStoreTests {
         guard case .succeeded = store.process(item, evaluator: evaluator(), options: options, totals: totals, gate: gate) else {
             Issue.record("reused name not processed"); return
         }
-        #expect(Files.text(out + "/a.lshd.zst.summary.json") == firstSummaryText)
+        #expect(Files.text(out + "/superseded/a.lshd.zst.summary.json") == firstSummaryText)
+        #expect(!Files.exists(out + "/a.lshd.zst.summary.json"))
         let summaryA2 = try Files.json(out + "/a.lshd.zst~2.summary.json")
         #expect(summaryA2["instance"] == .string("a.lshd.zst~2"))
         #expect(summaryA2["shard"] == .string("a.lshd.zst"))
         #expect(Files.exists(spool + "/done/a.lshd.zst") && Files.exists(spool + "/done/a.lshd.zst~2"))
         try expectTotalsMatchRecords(output: out, options: options)
-        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(2))
+        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(1))
 
         // 4. Crash after the claim, before any record: the restart processes it again from the start.
         try Files.drop(ShardFactory.valid(rows: 50, seed: 4), named: "c.lshd.zst", in: spool)
@@ -123,7 +125,7 @@ struct SpoolStoreTests {
         #expect(Files.exists(spool + "/done/d.lshd.zst"))
         #expect(!Files.exists(out + "/d.lshd.zst~2.summary.json"))
         try expectTotalsMatchRecords(output: out, options: options)
-        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(4))
+        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(3))
 
         // 6. A temporary file from an interrupted write is removed at start.
         try Files.write([1, 2, 3], to: out + "/.smoothd-e.lshd.zst.summary.json.tmp")
@@ -148,7 +150,7 @@ struct SpoolStoreTests {
         #expect(report.reclaimed.map(\.instance) == ["g.lshd.zst"])
         _ = store.process(report.reclaimed[0], evaluator: evaluator(), options: options, totals: totals, gate: gate)
         try expectTotalsMatchRecords(output: out, options: options)
-        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(5))
+        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(4))
         #expect(try Files.json(out + "/totals.json")["shards_failed"] == .int(1))
     }
 
@@ -193,7 +195,8 @@ struct SpoolStoreTests {
         }
         #expect(!Files.exists(spool + "/done"))
         #expect(Files.list(spool).filter { !$0.hasPrefix(".") } == ["failed"])
-        #expect(Files.exists(out + "/r.lshd.zst.summary.json") && Files.exists(out + "/r.lshd.zst~2.summary.json"))
+        #expect(Files.exists(out + "/superseded/r.lshd.zst.summary.json") && Files.exists(out + "/r.lshd.zst~2.summary.json"))
+        #expect(try Files.json(out + "/totals.json")["shards_ok"] == .int(1), "the re-run supersedes the first")
         try expectTotalsMatchRecords(output: out, options: options)
     }
 

@@ -105,3 +105,49 @@ func mergeOfEvalPartsEqualsOneEval(_ split: SplitCase) throws {
     #expect(merged.inputs.map(\.kind) == Array(repeating: .eval, count: split.parts))
     #expect(merged.inputs.map { $0.shardsOK + $0.shardsFailed } == parts.map(\.count))
 }
+
+/// The accumulator eval computed for `file`.
+func fixtureState(_ file: String) -> MetricAccumulator {
+    guard case .success(let summary) = fixtureOutcomes[file]! else { preconditionFailure("\(file) is valid") }
+    return summary.accumulator
+}
+
+/// One shard recorded three times: the latest `processed_at` wins when every record has one, whatever the
+/// input order; with a record lacking it, the last in input order wins. The expected state is the winning
+/// record's own (eval's), and each dropped record is one supersession.
+@Test func theNewestRecordOfAShardIsCounted() throws {
+    let states = ["valid/k2.lshd.zst", "valid/confident.lshd.zst", "valid/worked_example.lshd.zst"].map(fixtureState)
+    func input(_ name: String, _ state: MetricAccumulator, _ time: String?) -> ResultInput {
+        ResultInput(path: name, kind: .summary, records: [ResultRecord(shard: "same.lshd.zst", file: name, meta: nil, processedAt: time, outcome: .valid(state))],
+                    errors: [])
+    }
+    let options = MergeOptions(metrics: fixtureOptions)
+    let timed = MergeReport([input("a", states[0], "2026-12-01T10:00:02.000Z"), input("b", states[1], "2026-12-01T10:00:01.000Z"),
+                             input("c", states[2], "2026-12-01T10:00:00.500Z")], options: options)
+    #expect(timed.total.state == states[0], "the latest processed_at, though first in input order")
+    #expect(timed.supersessions.map(\.dropped) == ["b", "c"] && timed.supersessions.allSatisfy { $0.kept == "a" })
+    #expect(timed.total.shardsOK == 1)
+    let tie = MergeReport([input("a", states[0], "2026-12-01T10:00:00.000Z"), input("b", states[1], "2026-12-01T10:00:00.000Z")], options: options)
+    #expect(tie.total.state == states[1], "equal times: the later input")
+    let untimed = MergeReport([input("a", states[0], "2026-12-01T10:00:02.000Z"), input("b", states[1], nil),
+                               input("c", states[2], "2026-12-01T10:00:00.500Z")], options: options)
+    #expect(untimed.total.state == states[2], "a record without processed_at: the last in input order")
+    #expect(untimed.warnings.filter { $0.contains("supersedes") }.count == 2)
+}
+
+/// A state written before `state_version` existed (the same layout without it) reads as version 1 and merges
+/// like the current one; an unknown version is refused naming the member.
+@Test func statesWithoutAVersionReadAsVersionOne() throws {
+    let state = fixtureState("valid/k2.lshd.zst")
+    let written = state.jsonState()
+    #expect(written.objectMembers?.first?.0 == "state_version" && written["state_version"] == .int(1))
+    let old = JSONValue.object(written.objectMembers!.filter { $0.0 != "state_version" })
+    #expect(try MetricAccumulator(jsonState: old) == state)
+    let future = JSONValue.object(written.objectMembers!.map { $0.0 == "state_version" ? ($0.0, .int(2)) : $0 })
+    #expect(throws: MetricStateError.self) { try MetricAccumulator(jsonState: future) }
+    do {
+        _ = try MetricAccumulator(jsonState: future)
+    } catch {
+        #expect(error.description.hasPrefix("state_version: unknown state_version 2"))
+    }
+}

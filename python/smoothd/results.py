@@ -76,11 +76,17 @@ class ExactSum:
         if not _INT128[0] <= fixed <= _INT128[1] or text.strip() != text or "_" in text:
             raise ResultsError(where, f"state: bad exact sum {what}")
         wide = 0
+        last = -1
         for pair in obj["wide"]:
             if (not isinstance(pair, list) or len(pair) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in pair)
                     or not 0 <= pair[0] < _DIGITS or not -(1 << 63) <= pair[1] < (1 << 63)):
                 raise ResultsError(where, f"state: bad wide-sum digit {pair!r} in {what}")
-            wide += pair[1] << (32 * pair[0])
+            # docs/STATE-FORMAT.md: written normalized (ascending, non-zero, below 2^32; the top digit signed).
+            i, d = pair
+            if i <= last or d == 0 or not (-(1 << 32) < d < (1 << 32) if i == _DIGITS - 1 else 0 <= d < (1 << 32)):
+                raise ResultsError(where, f"state: wide-sum digit {pair!r} in {what} is not normalized")
+            last = i
+            wide += d << (32 * i)
         return cls(fixed, wide if wide else None)
 
     def add(self, other: "ExactSum") -> None:
@@ -92,6 +98,11 @@ class ExactSum:
             self.fixed = other.fixed
         if other.wide is not None:
             self.wide = (self.wide or 0) + other.wide
+
+    @property
+    def exact(self) -> int:
+        """The represented value in units of 2^-1074 (fixed and wide parts together)."""
+        return (self.wide or 0) + (self.fixed << _FIXED_SHIFT)
 
     def copy(self) -> "ExactSum":
         return ExactSum(self.fixed, self.wide)
@@ -181,6 +192,10 @@ class State:
             problems.append(f"ECE bins hold {sum(self.bin_counts)} rows, counted_rows is {self.counted_rows}")
         if sum(self.bin_correct) != self.correct or any(c > n for c, n in zip(self.bin_correct, self.bin_counts)):
             problems.append("ECE bins' correct rows do not match correct")
+        if sum(s.exact for s in self.bin_confidence) != self.confidence_sum.exact:
+            problems.append("confidence_sum is not the sum of bin_confidence")
+        if self.counted_rows == 0 and any(getattr(self, name).exact for name in _SUMS):
+            problems.append("no row is counted but a sum is not 0")
         if problems:
             raise ResultsError(where, "state counts do not add up: " + "; ".join(problems))
 
@@ -506,7 +521,8 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
             else:
                 chosen[identity] = entry
         failed += bad
-        inputs.append({"path": res.path, "kind": res.kind, "shards_ok": ok, "shards_failed": bad})
+        # smoothd merge's INPUT; "errors" stays empty because a bad input raises here.
+        inputs.append({"path": res.path, "kind": res.kind, "shards_ok": ok, "shards_failed": bad, "errors": []})
 
     groups = {}
     total = State(options.top_k, options.ece_bins)

@@ -139,7 +139,7 @@ class MergeEqualsOneEval(WithSummaries):
         self.assertEqual(self.directory.total["shards_ok"], len(VALID))
         doc = results.merge(self.directory)
         self.assertEqual(doc["inputs"], [{"path": self.out, "kind": "directory", "shards_ok": len(VALID),
-                                          "shards_failed": 1}])
+                                          "shards_failed": 1, "errors": []}])
         self.assertEqual(doc["total"]["shards_failed"], 1)
         keys = [g["key"] for g in doc["groups"]]
         self.assertEqual(keys[0], {"model": None, "checkpoint": None, "split": None})  # nulls first
@@ -253,10 +253,10 @@ class RunFixtures(unittest.TestCase):
                     warnings.simplefilter("ignore", results.ResultsWarning)
                     doc = results.merge(report["shards"], smoothing_mode=mode, report_smoothing=(0.0,),
                                         group_by=result["group_by"] or None)
-                merged = [{k: v for k, v in g.items() if k != "state"} for g in doc["groups"]]
-                self.assertEqual(results.dumps(merged), results.dumps(report["groups"]), where)
-                total = {k: v for k, v in doc["total"].items() if k != "state"}
-                self.assertEqual(results.dumps(total), results.dumps(report["total"]), where)
+                # States included: eval writes each group's and the total's merged state, merge() computes its own.
+                self.assertIn("state", report["total"], where)
+                self.assertEqual(results.dumps(doc["groups"]), results.dumps(report["groups"]), where)
+                self.assertEqual(results.dumps(doc["total"]), results.dumps(report["total"]), where)
 
 
 def _key(record):
@@ -276,10 +276,12 @@ def state(rows=10, counted=8, ignored=2, nonfinite=0, correct=5, hits=7, bins=15
     good = [min(c, correct - sum(per_bin[:i]) if i else correct) for i, c in enumerate(per_bin)]
     good = [max(0, g) for g in good]
     good[-1] += correct - sum(good)
+    # Consistent as docs/STATE-FORMAT.md defines it: confidence 0.5 per occupied bin, confidence_sum their sum.
+    bin_confidence = [{"fixed": str(1 << 79) if n else "0", "wide": []} for n in per_bin]
+    sums["confidence_sum"] = {"fixed": str(sum(1 << 79 for n in per_bin if n)), "wide": []}
     return {"top_k": 5, "ece_bins": bins, "rows": rows, "counted_rows": counted, "ignored_rows": ignored,
             "nonfinite_rows": nonfinite, "correct": correct, "top_k_hits": hits, **sums,
-            "bin_counts": per_bin, "bin_correct": good,
-            "bin_confidence": [{"fixed": str(1 << 79), "wide": []} for _ in range(bins)]}
+            "bin_counts": per_bin, "bin_correct": good, "bin_confidence": bin_confidence}
 
 
 def record(name, st, meta=None, **extra):
@@ -292,7 +294,9 @@ class ExactSums(unittest.TestCase):
         for _ in range(2000):
             fixed = rng.randrange(-(1 << 126), 1 << 126) >> rng.randrange(0, 120)
             digits = [[rng.randrange(0, 72), rng.randrange(0, 1 << 32)] for _ in range(rng.randrange(0, 3))]
-            digits = [d for d in digits if d[0] < 40]  # keep the wide part finite
+            # Keep the wide part finite, and written normalized as smoothd writes it (one non-zero digit per index, ascending).
+            digits = sorted({i: d for i, d in digits if i < 40 and d}.items())
+            digits = [[i, d] for i, d in digits]
             s = results.ExactSum.from_json({"fixed": str(fixed), "wide": digits}, "t", "x")
             exact = Fraction(fixed, 1 << 80) + sum(Fraction(d) * Fraction(2) ** (32 * i - 1074) for i, d in digits)
             got = s.value
@@ -361,6 +365,10 @@ class Merging(unittest.TestCase):
             (dict(good, top_k=10), "state computed with top-k 10 and 15 ECE bins; this merge uses top-k 5"),
             (dict(good, nll_sum={"fixed": "12x", "wide": []}), "bad exact sum nll_sum"),
             ({k: v for k, v in good.items() if k != "brier_sum"}, "missing brier_sum"),
+            (dict(good, confidence_sum={"fixed": "1", "wide": []}), "confidence_sum is not the sum of bin_confidence"),
+            (dict(good, nll_sum={"fixed": "0", "wide": [[3, 1 << 32]]}), "not normalized"),
+            (dict(state(rows=2, counted=0, ignored=2, correct=0, hits=0), nll_sum={"fixed": "5", "wide": []}),
+             "no row is counted but a sum is not 0"),
         ]
         for st, message in cases:
             with self.subTest(message):
