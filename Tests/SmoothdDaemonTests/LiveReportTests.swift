@@ -1,6 +1,7 @@
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdRuns
 import Testing
 @testable import SmoothdDaemon
 
@@ -28,13 +29,16 @@ struct LiveReportTests {
 
         var shard = MetricAccumulator()
         shard.addIgnoredRow()
-        totals.recordSuccess(shard, time: "2026-12-02T00:00:00.000Z", file: "a.summary.json")
+        let meta = JSONValue.object([("model", .string("m")), ("checkpoint", .string("c")), ("split", .string("s"))])
+        let placement = try ShardPlacement.place(shard: "a.lshd.zst", meta: meta, groupBy: .standard).get()
+        totals.recordSuccess(shard, placement: placement, time: "2026-12-02T00:00:00.000Z", file: "a.summary.json", instance: "a.lshd.zst")
         let cached = try #require(live.current(now: 1000.9))
         #expect(cached.time == 1000 && cached.html == first.html && cached.totals == first.totals, "within the second: the same page")
 
         let next = try #require(live.current(now: 1001))
         #expect(next.time == 1001)
         #expect(try embedded(next.html)["total"]?["shards_ok"] == .int(1))
+        #expect(try embedded(next.html)["groups"]?.arrayValue?.first?["key"] == meta, "the totals' groups are drawn")
         #expect(try JSONValue.parse(utf8: next.totals)["shards_ok"] == .int(1), "GET /totals.json has the new totals")
         #expect(try #require(live.current(now: 999)).time == 999, "a clock stepped back renders again")
     }
