@@ -49,22 +49,24 @@ final class LiveReport: Sendable {
         state.withLock { state -> Rendered? in
             if let cache = state.cache, now - cache.time < interval, now >= cache.time { return cache }
             guard let totals = state.totals else { return nil }
-            let record = totals.snapshot.record(options: options)
-            let rendered = render(record.json, bytes: record.recordBytes, now: now)
+            let ledger = totals.snapshot
+            let record = ledger.record(options: options)
+            // The record lists the groups in this same order.
+            let updated = ledger.runs.groups().groups.map(\.updated)
+            let rendered = render(record.json, updated: updated, bytes: record.recordBytes, now: now)
             state.cache = rendered
             return rendered
         }
     }
 
-    /// The page of a `totals.json` record: its groups (the `maxGroups` most recently updated when there are more)
-    /// and its total.
-    private func render(_ record: JSONValue, bytes: [UInt8], now: Double) -> Rendered {
+    /// The page of a `totals.json` record: its groups (the `maxGroups` most recently updated, by `updated`, when
+    /// there are more) and its total.
+    private func render(_ record: JSONValue, updated: [Double], bytes: [UInt8], now: Double) -> Rendered {
         var groups = record["groups"]?.arrayValue ?? []
         var notes = ["Live page of smoothd serve: the totals at \(WallClock.iso8601(now)), redrawn at most once a second (reload to update)."]
-        if groups.count > maxGroups {
-            let order = groups.indices.sorted { a, b in
-                (groups[a]["last_processed_at"]?.stringValue ?? "") > (groups[b]["last_processed_at"]?.stringValue ?? "")
-            }
+        if groups.count > maxGroups, updated.count == groups.count {
+            // The most recently updated ones, shown in key order; ties go to the earlier key.
+            let order = groups.indices.sorted { a, b in updated[a] > updated[b] || (updated[a] == updated[b] && a < b) }
             let kept = Set(order.prefix(maxGroups))
             notes.append("Showing the \(maxGroups) most recently updated of \(groups.count) groups; /totals.json has them all.")
             groups = groups.indices.filter(kept.contains).map { groups[$0] }

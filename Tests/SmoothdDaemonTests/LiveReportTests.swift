@@ -42,4 +42,27 @@ struct LiveReportTests {
         #expect(try JSONValue.parse(utf8: next.totals)["shards_ok"] == .int(1), "GET /totals.json has the new totals")
         #expect(try #require(live.current(now: 999)).time == 999, "a clock stepped back renders again")
     }
+
+    /// With more groups than the page shows, it keeps the most recently updated ones (in key order) and says so.
+    @Test func showsTheMostRecentlyUpdatedGroups() throws {
+        let dir = TempDirectory()
+        defer { dir.remove() }
+        let (_, totals) = try startStore(dir)
+        let live = LiveReport(options: MetricOptions(), output: dir.sub("out"), maxGroups: 2)
+        live.attach(totals)
+        var shard = MetricAccumulator()
+        shard.addIgnoredRow()
+        // c0 first, then c2, then c1: c1 and c2 are the two most recent (the first two in key order would be c0, c1).
+        for (checkpoint, second) in [("c0", "01"), ("c2", "02"), ("c1", "03")] {
+            let meta = JSONValue.object([("model", .string("m")), ("checkpoint", .string(checkpoint)), ("split", .string("s"))])
+            let placement = try ShardPlacement.place(shard: "\(checkpoint).lshd.zst", meta: meta, groupBy: .standard).get()
+            totals.recordSuccess(shard, placement: placement, time: "2026-12-02T00:00:\(second).000Z", file: "\(checkpoint).summary.json",
+                                 instance: "\(checkpoint).lshd.zst")
+        }
+        let page = try #require(live.current(now: 2000))
+        let shown = try embedded(page.html)["groups"]?.arrayValue?.map { $0["key"]?["checkpoint"] }
+        #expect(shown == [.string("c1"), .string("c2")])
+        #expect(String(decoding: page.html, as: UTF8.self).contains("Showing the 2 most recently updated of 3 groups"))
+        #expect(try JSONValue.parse(utf8: page.totals)["groups"]?.arrayValue?.count == 3, "GET /totals.json has every group")
+    }
 }
