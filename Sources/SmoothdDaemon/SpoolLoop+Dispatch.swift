@@ -43,6 +43,10 @@ extension SpoolLoop {
         let continuation = self.continuation
         let pool = maintenancePool
         Task {
+            // Unfinished files first, for the stale-partial report: the loop sees them before the scan it waits for.
+            if let partials = try? await pool.runIfActive({ try store.scanPartials() }) {
+                continuation.yield(.partialsScanned(partials))
+            }
             let entries: Result<[(name: String, info: EntryInfo)], any Error>
             do {
                 entries = try await pool.runIfActive {
@@ -52,10 +56,6 @@ extension SpoolLoop {
                 entries = .failure(error)
             }
             continuation.yield(.scanned(reason, entries))
-            // Unfinished files too, for the stale-partial report (a failed listing was reported above).
-            if let partials = try? await pool.runIfActive({ try? store.scanPartials() }) {
-                continuation.yield(.partialsScanned(partials))
-            }
         }
     }
 

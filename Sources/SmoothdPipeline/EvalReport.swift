@@ -85,6 +85,37 @@ public struct EvalReport: Sendable {
     }
 }
 
+/// A warning of a report: what `eval` prints on stderr, and `eval --json` lists in `warnings`.
+public struct ReportWarning: Sendable {
+    /// `superseded`, `num_shards_disagree` or `nonfinite_rows`.
+    public var kind: String
+    /// The shards it names: the superseded one and the one counted instead; every shard of the disagreeing run;
+    /// the shard with non-finite rows.
+    public var shards: [String]
+    /// The stderr line (without the `smoothd: warning: ` prefix).
+    public var message: String
+}
+
+extension ReportWarning: JSONObjectEncodable {
+    /// `{"kind", "shards", "message"}`.
+    public var jsonMembers: [(String, JSONValue)] {
+        [("kind", .string(kind)), ("shards", .array(shards.map { .string($0) })), ("message", .string(message))]
+    }
+}
+
+extension EvalReport {
+    /// One warning per re-run, per run disagreeing on num_shards, per live shard with non-finite rows, in that order.
+    public var warnings: [ReportWarning] {
+        supersessions.map { ReportWarning(kind: "superseded", shards: [$0.superseded, $0.by], message: $0.description) }
+            + disagreements.map { ReportWarning(kind: "num_shards_disagree", shards: $0.shards.map(\.shard), message: $0.description) }
+            + nonfinite.map { shard in
+                ReportWarning(kind: FailureKind.nonfiniteRows.name, shards: [shard.summary.shard], message:
+                    "\(shard.summary.shard): \(NonfiniteRows.sentence(shard.summary.accumulator)); they are left out of every metric "
+                        + "(PyTorch would give NaN); --fail-on-nonfinite makes this an error")
+            }
+    }
+}
+
 /// How reports describe non-finite rows.
 public enum NonfiniteRows {
     /// `N of M rows (F%) have a non-finite logit`: all rows counted in M, ignored ones included.
@@ -139,8 +170,9 @@ extension EvalReport.Entry: JSONObjectEncodable {
 }
 
 extension EvalReport: JSONObjectEncodable {
-    /// `{"shards": [ENTRY, …], "total": TOTAL, "groups": [GROUP, …]}`.
+    /// `{"shards": [ENTRY, …], "total": TOTAL, "groups": [GROUP, …], "warnings": [WARNING, …]}`.
     public var jsonMembers: [(String, JSONValue)] {
-        [("shards", .array(shards.map(\.json))), ("total", total.json), ("groups", .array(groups.map(\.json)))]
+        [("shards", .array(shards.map(\.json))), ("total", total.json), ("groups", .array(groups.map(\.json))),
+         ("warnings", .array(warnings.map(\.json)))]
     }
 }

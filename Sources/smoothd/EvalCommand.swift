@@ -25,7 +25,7 @@ struct EvalCommand: ParsableCommand {
 
     @OptionGroup var runOptions: RunOptionGroup
 
-    @Flag(help: "Print one JSON document: {\"shards\": [ENTRY, …], \"total\": TOTAL, \"groups\": [GROUP, …]}.")
+    @Flag(help: "Print one JSON document: {\"shards\": [ENTRY, …], \"total\": TOTAL, \"groups\": [GROUP, …], \"warnings\": [WARNING, …]}.")
     var json = false
 
     @Argument(help: ArgumentHelp("Shard files (NAME.lshd.zst); a later file supersedes an earlier one of the same identity.", valueName: "shard"))
@@ -58,13 +58,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     /// One line per re-run, per run disagreeing on num_shards, per live shard with non-finite rows.
-    static func warnings(_ report: EvalReport) -> [String] {
-        report.supersessions.map(\.description) + report.disagreements.map(\.description)
-            + report.nonfinite.map { shard in
-                "\(shard.summary.shard): \(NonfiniteRows.sentence(shard.summary.accumulator)); they are left out of every metric "
-                    + "(PyTorch would give NaN); --fail-on-nonfinite makes this an error"
-            }
-    }
+    static func warnings(_ report: EvalReport) -> [String] { report.warnings.map(\.message) }
 }
 
 /// The options of commands that read results as runs: how to group them, and whether non-finite rows fail a shard.

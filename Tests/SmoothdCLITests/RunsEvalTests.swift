@@ -108,6 +108,16 @@ func evalGroupsMatchTheReference(_ runsCase: RunsCase) throws {
             Issue.record("unknown warning kind in expected.json: \(w)")
         }
     }
+
+    // --json lists the same warnings as objects: the reference's kinds and files, each message a stderr line.
+    let listed = try #require(document["warnings"]?.arrayValue)
+    let wanted: [(kind: String, shards: [String])] = superseded.map { ("superseded", [$0["superseded"]!.stringValue!, $0["by"]!.stringValue!]) }
+        + others.map { w in
+            (w["kind"]!.stringValue!, w["kind"] == .string("nonfinite_rows") ? [w["file"]!.stringValue!] : w["shards"]!.arrayValue!.map { $0["file"]!.stringValue! })
+        }
+    #expect(listed.map { $0["kind"]?.stringValue ?? "" } == wanted.map(\.kind), "\(listed)")
+    #expect(listed.map { $0["shards"]?.arrayValue?.compactMap(\.stringValue) ?? [] } == wanted.map(\.shards))
+    #expect(listed.map { "smoothd: warning: " + ($0["message"]?.stringValue ?? "") } == warnings, "the messages are the stderr lines")
 }
 
 /// With --fail-on-nonfinite the shard with non-finite rows is invalid (kind nonfinite_rows, exit 1) and not counted;
