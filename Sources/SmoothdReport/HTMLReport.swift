@@ -24,9 +24,7 @@ public enum HTMLReport {
             section(group, id: "group-\(index)", title: keyText(group.key), settings: document.settings, to: &out)
         }
         invalidShards(document, to: &out)
-        // `<` only occurs inside JSON strings, where \u003c means the same; so no `</script>` can end the block early.
-        var data = ""
-        for c in document.data.serialized().unicodeScalars { if c == "<" { data += "\\u003c" } else { data.unicodeScalars.append(c) } }
+        let data = HTMLText.scriptSafe(document.data.serialized())
         out += "<script type=\"application/json\" id=\"smoothd-data\">\(data)</script>\n</body>\n</html>\n"
         return out
     }

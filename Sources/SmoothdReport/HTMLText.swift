@@ -2,6 +2,8 @@
 enum HTMLText {
     /// `text` safe inside an element or a quoted attribute.
     static func escape(_ text: String) -> String {
+        // Most text (numbers, keys, paths) needs nothing: scan the bytes once rather than walk characters.
+        guard text.utf8.contains(where: { $0 == 0x26 || $0 == 0x3C || $0 == 0x3E || $0 == 0x22 || $0 == 0x27 }) else { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for c in text {
@@ -25,10 +27,10 @@ enum HTMLText {
         let scaled = (abs(value) * scale).rounded()
         guard scaled < 9e15 else { return value.description }  // beyond exact integers: rare, and plain text is fine
         let n = UInt64(scaled)
-        var fraction = String(n % UInt64(scale))
-        fraction = String(repeating: "0", count: max(0, digits - fraction.count)) + fraction
         let sign = value < 0 && n > 0 ? "-" : ""
-        return sign + String(n / UInt64(scale)) + (digits > 0 ? "." + fraction : "")
+        guard digits > 0 else { return sign + String(n) }
+        let fraction = String(n % UInt64(scale))
+        return sign + String(n / UInt64(scale)) + "." + String(repeating: "0", count: max(0, digits - fraction.count)) + fraction
     }
 
     /// A coordinate with two decimals: enough for a screen, and short.
@@ -42,6 +44,18 @@ enum HTMLText {
 
     /// The shortest round-tripping text of `value` (for `data-*` attributes that tests compare with the JSON).
     static func exact(_ value: Double?) -> String { value.map(\.description) ?? "null" }
+
+    /// `json` safe inside a `<script>` element: `<` (which only occurs inside JSON strings) becomes `\\u003c`, which
+    /// means the same there, so no `</script>` or `<!--` can end or confuse the block.
+    static func scriptSafe(_ json: String) -> String {
+        guard json.utf8.contains(0x3C) else { return json }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(json.utf8.count + 64)
+        for b in json.utf8 {
+            if b == 0x3C { bytes += Array("\\u003c".utf8) } else { bytes.append(b) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     /// Digit runs compared as numbers, other text by code point: `ckpt-9` < `ckpt-10`.
     static func naturalLess(_ a: String, _ b: String) -> Bool {
