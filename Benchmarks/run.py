@@ -2,9 +2,10 @@
 """Benchmarks smoothd side by side with `zstd -d` (the floor) and the NumPy/PyTorch peer, in one run.
 
     python3 Benchmarks/run.py [--data DIR] [--runs 3] [--peers numpy,torch] [--only PRESET,...]
+                              [--build-path .build] [--baseline SMOOTHD]
 
-Builds nothing: run `swift build -c release` first. Generates the synthetic shards with
-`.build/release/smoothd-bench generate` (once; they are kept in --data), then for each shard times
+Builds nothing: run `swift build -c release` first (built with `--build-path DIR`: pass the same DIR here).
+Generates the synthetic shards with `BUILD/release/smoothd-bench generate` (once; they are kept in --data), then for each shard times
 `zstd -d -c FILE > /dev/null` and `smoothd eval --json FILE > /dev/null` alternately --runs times and
 keeps each one's fastest run, measures peak RSS with wait4(), runs the peer script once per engine, and
 measures the row kernel alone. Prints a Markdown table for Benchmarks/README.md. No assertions: the
@@ -12,12 +13,14 @@ machine is noisy, so the figures are for people, not tests.
 
 `--only merge-10k` (also part of the default set) times `smoothd merge` of 10,000 serve summaries: see
 merge_benchmark().
+
+With --baseline SMOOTHD (another build, e.g. of the code before a change), that binary's `eval --json` runs
+in the same rounds, the order of the commands rotating from round to round, and a second table gives both
+binaries' medians and their ratio (this build / baseline).
 """
-import argparse, json, os, platform, subprocess, sys, time
+import argparse, json, os, platform, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOOTHD = os.path.join(ROOT, ".build/release/smoothd")
-BENCH = os.path.join(ROOT, ".build/release/smoothd-bench")
 PEER = os.path.join(os.path.dirname(ROOT), "shared/bench/peer_eval.py")
 PRESETS = ["f32-k32000-1frame", "bf16-k32000-8frames", "f32-k10-10M", "f32-k256000"]
 MERGE = "merge-10k"
@@ -47,7 +50,12 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--peers", default="numpy,torch")
     ap.add_argument("--only", default=",".join(PRESETS + [MERGE]))
+    ap.add_argument("--build-path", default=os.path.join(ROOT, ".build"), help="the build folder of this build")
+    ap.add_argument("--baseline", help="another smoothd binary, timed in the same rounds")
     a = ap.parse_args()
+    global SMOOTHD, BENCH
+    SMOOTHD = os.path.join(a.build_path, "release/smoothd")
+    BENCH = os.path.join(a.build_path, "release/smoothd-bench")
     os.makedirs(a.data, exist_ok=True)
     peers = [p for p in a.peers.split(",") if p]
     only = a.only.split(",")
@@ -57,19 +65,28 @@ def main():
         if not only:
             return
     rows = []
+    comparisons = []
     for preset in only:
         path = os.path.join(a.data, preset + ".lshd.zst")
         if not os.path.exists(path):
             print(f"generating {path}", file=sys.stderr)
             run([BENCH, "generate", preset, path])
         size = payload_bytes(path)
-        best = {"zstd": (1e9, 0), "smoothd": (1e9, 0)}
-        for _ in range(a.runs):
-            for name, cmd in [("zstd", ["sh", "-c", f"zstd -q -d -c '{path}' > /dev/null"]),
-                              ("smoothd", [SMOOTHD, "eval", "--json", path])]:
+        best = {"zstd": (1e9, 0), "smoothd": (1e9, 0), "baseline": (1e9, 0)}
+        commands = [("zstd", ["sh", "-c", f"zstd -q -d -c '{path}' > /dev/null"]), ("smoothd", [SMOOTHD, "eval", "--json", path])]
+        if a.baseline:
+            commands.append(("baseline", [a.baseline, "eval", "--json", path]))
+        times = {name: [] for name, _ in commands}
+        for index in range(a.runs):
+            # Rotate the order, so that neither binary always runs right after the other (caches, load spikes).
+            shift = index % len(commands)
+            for name, cmd in commands[shift:] + commands[:shift]:
                 seconds, rss, _ = run(cmd)
+                times[name].append(seconds)
                 if seconds < best[name][0]:
                     best[name] = (seconds, max(rss, best[name][1]))
+        if a.baseline:
+            comparisons.append((preset, {name: statistics.median(t) for name, t in times.items()}, best))
         peer_times = {}
         for engine in peers:
             try:
@@ -89,8 +106,8 @@ def main():
 
     print(f"Machine: {platform.node()} ({os.cpu_count()} cores, {platform.processor() or platform.machine()}), "
           f"{time.strftime('%Y-%m-%d')}; best of {a.runs} for smoothd and zstd, one run per peer.\n")
-    head = "| shard | payload | smoothd | GB/s | zstd -d | smoothd / zstd | peak RSS | " + \
-           " | ".join(f"{p} | {p} RSS | {p} / smoothd" for p in peers) + " |"
+    head = "| shard | payload | smoothd | GB/s | zstd -d | smoothd / zstd | peak RSS |" + \
+           "".join(f" {p} | {p} RSS | {p} / smoothd |" for p in peers)
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for preset, size, best, peer_times in rows:
@@ -104,6 +121,14 @@ def main():
             else:
                 cells += ["-", "-", "-"]
         print("| " + " | ".join(cells) + " |")
+    if comparisons:
+        print(f"\nThis build against --baseline {a.baseline}: medians of {a.runs} interleaved runs of eval --json; "
+              "ratio = this build / baseline (below 1: faster).\n")
+        print("| shard | smoothd (median) | baseline (median) | ratio | zstd -d (median) | peak RSS | baseline peak RSS |")
+        print("|---|---|---|---|---|---|---|")
+        for preset, median, best in comparisons:
+            print(f"| {preset} | {median['smoothd']:.3f} s | {median['baseline']:.3f} s | {median['smoothd'] / median['baseline']:.3f} "
+                  f"| {median['zstd']:.3f} s | {best['smoothd'][1]:.0f} MiB | {best['baseline'][1]:.0f} MiB |")
     print("\nRow kernel alone, one thread, G logits/s:\n")
     print("| dtype | K = 32,000 | K = 10 |\n|---|---|---|")
     for dtype in ["float32", "bfloat16", "float16"]:

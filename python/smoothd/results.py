@@ -236,10 +236,12 @@ class State:
         """Counts and metrics in report order, computed with smoothd's float operations in its order."""
         out = {"rows": self.rows, "counted_rows": self.counted_rows, "ignored_rows": self.ignored_rows,
                "nonfinite_rows": self.nonfinite_rows}
-        names = ("loss", "nll", "perplexity", "accuracy", "top_k_accuracy", "mean_confidence", "entropy", "brier", "ece")
+        names = ("loss", "nll", "perplexity", "accuracy", "top_k_accuracy", "mean_confidence", "entropy", "brier", "ece",
+                 "mce")
         if self.counted_rows == 0:
             out.update({name: None for name in names})
             out["losses_by_smoothing"] = {_smoothing_key(e): None for e in options.all_smoothing}
+            out["reliability"] = self.reliability()
             return out
         n = float(self.counted_rows)
         nll = self.nll_sum.value / n
@@ -252,18 +254,32 @@ class State:
             perplexity = math.exp(nll)
         except OverflowError:
             perplexity = math.inf
-        gap = 0.0
+        gap = max_gap = 0.0
         for b in range(self.ece_bins):
             if self.bin_counts[b] > 0:
-                gap += abs(float(self.bin_correct[b]) - self.bin_confidence[b].value)
+                bin_gap = abs(float(self.bin_correct[b]) - self.bin_confidence[b].value)
+                gap += bin_gap
+                max_gap = max(max_gap, bin_gap / float(self.bin_counts[b]))
         values = {
             "loss": smoothed(options.smoothing), "nll": nll, "perplexity": perplexity,
             "accuracy": float(self.correct) / n, "top_k_accuracy": float(self.top_k_hits) / n,
             "mean_confidence": self.confidence_sum.value / n, "entropy": self.entropy_sum.value / n,
-            "brier": self.brier_sum.value / n, "ece": gap / n,
+            "brier": self.brier_sum.value / n, "ece": gap / n, "mce": max_gap,
         }
         out.update({k: _finite_or_none(v) for k, v in values.items()})
         out["losses_by_smoothing"] = {_smoothing_key(e): _finite_or_none(smoothed(e)) for e in options.all_smoothing}
+        out["reliability"] = self.reliability()
+        return out
+
+    def reliability(self) -> list:
+        """Every confidence bin, lowest first: its edges, rows, and accuracy and mean confidence (None when empty)."""
+        bins = float(self.ece_bins)
+        out = []
+        for b in range(self.ece_bins):
+            count = self.bin_counts[b]
+            out.append({"lower": b / bins, "upper": (b + 1) / bins, "count": count,
+                        "accuracy": float(self.bin_correct[b]) / float(count) if count else None,
+                        "mean_confidence": _finite_or_none(self.bin_confidence[b].value / float(count)) if count else None})
         return out
 
 

@@ -104,20 +104,27 @@ def merge(a: dict, b: dict) -> dict:
 
 def metrics(s: dict, mode: str, eps: float) -> dict:
     """"From a state to the metrics", in the order the table gives."""
+    bins = float(s["ece_bins"])
+    reliability = [{"lower": b / bins, "upper": (b + 1) / bins, "count": c,
+                    "accuracy": s["bin_correct"][b] / float(c) if c else None,
+                    "mean_confidence": rounded(s["bin_confidence"][b]) / float(c) if c else None}
+                   for b, c in enumerate(s["bin_counts"])]
     if s["counted_rows"] == 0:
-        return {k: None for k in ("nll", "loss", "perplexity", "accuracy", "top_k_accuracy", "mean_confidence",
-                                  "entropy", "brier", "ece")}
+        return dict({k: None for k in ("nll", "loss", "perplexity", "accuracy", "top_k_accuracy", "mean_confidence",
+                                       "entropy", "brier", "ece", "mce")}, reliability=reliability)
     n = float(s["counted_rows"])
     nll = rounded(s["nll_sum"]) / n
     term = rounded(s["uniform_sum" if mode == "uniform" else "others_sum"]) / n
-    g = 0.0
+    g = m = 0.0
     for b in range(s["ece_bins"]):
         if s["bin_counts"][b] > 0:
-            g = g + abs(float(s["bin_correct"][b]) - rounded(s["bin_confidence"][b]))
+            gap = abs(float(s["bin_correct"][b]) - rounded(s["bin_confidence"][b]))
+            g = g + gap
+            m = max(m, gap / s["bin_counts"][b])
     return {"nll": nll, "loss": (1 - eps) * nll + eps * term, "perplexity": math.exp(nll),
             "accuracy": s["correct"] / n, "top_k_accuracy": s["top_k_hits"] / n,
             "mean_confidence": rounded(s["confidence_sum"]) / n, "entropy": rounded(s["entropy_sum"]) / n,
-            "brier": rounded(s["brier_sum"]) / n, "ece": g / n}
+            "brier": rounded(s["brier_sum"]) / n, "ece": g / n, "mce": m, "reliability": reliability}
 
 
 # ------------------------------------------------------------------------------------------------
