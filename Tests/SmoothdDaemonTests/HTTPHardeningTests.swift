@@ -8,6 +8,7 @@ import Synchronization
 import Testing
 
 @testable import SmoothdDaemon
+import SmoothdTesting
 
 /// The metrics server against misbehaving clients: partial requests, too many connections, request bodies,
 /// oversized heads, and clients that pipeline requests without reading the answers.
@@ -25,8 +26,9 @@ struct HTTPHardeningTests {
         server.maxConnections = maxConnections
         let group = ServiceGroup(services: [server], gracefulShutdownSignals: [], cancellationSignals: [],
                                  logger: silentLogger)
-        let task = Task { try await group.run() }
-        // Poll without blocking a thread of the cooperative pool: the bind completes on it.
+        // On a thread of its own: blocking tests elsewhere can hold every thread of the cooperative pool.
+        let task = Task(executorPreference: DedicatedThreadExecutor.shared) { try await group.run() }
+        // Poll without blocking a thread of the cooperative pool.
         let deadline = TestClock.seconds() + 30
         while port.withLock({ $0 }) == nil, TestClock.seconds() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         do {
