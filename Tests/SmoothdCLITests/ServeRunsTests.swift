@@ -80,4 +80,37 @@ import Testing
         _ = try serve(runsCase, dir)
         #expect(try Data(contentsOf: out.appendingPathComponent("totals.json")) == totalsBytes, "totals rebuilt at start are the same")
     }
+
+    /// Non-finite rows are loud in serve as in eval: a warning naming the shard with its count, and
+    /// `smoothd_nonfinite_rows_total`; with `--fail-on-nonfinite` the shard goes to `failed/` with an error record
+    /// of kind `nonfinite_rows` and no summary. The file and its count are the reference's warning.
+    @Test func nonfiniteRowsAreLoudAndFailOnRequest() throws {
+        let runsCase = runsCases[0]
+        let warning = try #require(runsCase.expected["warnings"]?.arrayValue?.first { $0["kind"]?.stringValue == "nonfinite_rows" })
+        let file = try #require(warning["file"]?.stringValue)
+        let name = URL(fileURLWithPath: file).lastPathComponent
+        let count = try #require(warning["nonfinite_rows"]?.intValue)
+        for failing in [false, true] {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smoothd-serve-nonfinite-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try drop(file, into: dir)
+            let log = try serve(runsCase, dir, failing ? ["--fail-on-nonfinite"] : [])
+            let out = dir.appendingPathComponent("out")
+            let summary = out.appendingPathComponent(name + ".summary.json")
+            if failing {
+                let record = try JSONValue.parse(utf8: Data(contentsOf: out.appendingPathComponent(name + ".error.json")))
+                #expect(record["error"]?["kind"]?.stringValue == "nonfinite_rows", "\(record.serialized())")
+                #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("spool/failed/" + name).path), "kept in failed/")
+                #expect(!FileManager.default.fileExists(atPath: summary.path), "no summary for a rejected shard")
+            } else {
+                #expect(FileManager.default.fileExists(atPath: summary.path))
+                let warned = log.split(separator: "\n").contains {
+                    $0.contains("non-finite") && $0.contains(name) && $0.contains("nonfinite_rows=\(count)")
+                }
+                #expect(warned, "a warning names \(name) and its \(count) non-finite rows:\n\(log)")
+                let metrics = try String(contentsOf: dir.appendingPathComponent("metrics.prom"), encoding: .utf8)
+                #expect(metrics.split(separator: "\n").contains("smoothd_nonfinite_rows_total \(count)"), "\(metrics)")
+            }
+        }
+    }
 }
