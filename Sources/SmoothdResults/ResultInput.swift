@@ -1,6 +1,7 @@
 import Dispatch
 import SmoothdJSON
 import SmoothdMetrics
+import SmoothdPipeline
 import Synchronization
 
 /// What an input to `smoothd merge` (or `smoothd report`) turned out to be.
@@ -77,18 +78,6 @@ public struct ResultRecord: Sendable {
     /// The state, or the failure.
     public var outcome: Outcome
 
-    /// A record built by a caller with its own records (`smoothd report` evaluating shards itself, tests).
-    public init(shard: String, file: String, key: String? = nil, meta: JSONValue?, metaOmitted: Bool = false, processedAt: String? = nil,
-                outcome: Outcome) {
-        self.shard = shard
-        self.file = file
-        self.key = key
-        self.meta = meta
-        self.metaOmitted = metaOmitted
-        self.processedAt = processedAt
-        self.outcome = outcome
-    }
-
     /// `FILE` for a record file, `FILE (shards[i], SHARD)` for an entry of an `eval --json` document.
     public var source: String {
         guard let key else { return file }
@@ -117,6 +106,19 @@ public struct ResultInput: Sendable {
         self.kind = kind
         self.records = records
         self.errors = errors
+    }
+
+    /// A shard evaluated by the caller (`smoothd report` given a shard file), as an input of one record.
+    public init(evaluatedShard path: String, outcome: ShardOutcome) {
+        let record: ResultRecord
+        switch outcome {
+        case .success(let summary):
+            record = ResultRecord(shard: path, file: path, meta: summary.header.meta, metaOmitted: false, outcome: .valid(summary.accumulator))
+        case .failure(let failure):
+            record = ResultRecord(shard: path, file: path, meta: nil, metaOmitted: false,
+                                  outcome: .invalid(kind: failure.kind.name, offset: failure.offset, reason: failure.reason))
+        }
+        self.init(path: path, kind: .shard, records: [record], errors: [])
     }
 
     /// Reads `path`: an `eval --json` output, a `*.summary.json`, a `*.error.json`, or a `serve` output

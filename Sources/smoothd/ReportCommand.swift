@@ -49,7 +49,7 @@ struct ReportCommand: ParsableCommand {
             guard ReportCommand.isShard(path) else { return ResultInput.load(path) }
             let progress = ProgressDisplay(shard: path)
             defer { progress.stop() }
-            return ReportCommand.input(path, evaluator.evaluate(path: path, progress: progress.counter))
+            return ResultInput(evaluatedShard: path, outcome: evaluator.evaluate(path: path, progress: progress.counter))
         }
         let merged = MergeReport(loaded, options: MergeOptions(metrics: options.metrics, groupBy: try runOptions.parsedGroupBy(),
                                                                failOnNonfinite: runOptions.failOnNonfinite))
@@ -75,20 +75,6 @@ struct ReportCommand: ParsableCommand {
         guard head.count == 4 else { return false }
         let magic = UInt32(head[0]) | UInt32(head[1]) << 8 | UInt32(head[2]) << 16 | UInt32(head[3]) << 24
         return magic == 0xFD2F_B528 || magic & 0xFFFF_FFF0 == 0x184D_2A50
-    }
-
-    /// The evaluated shard as a merge input of one record.
-    static func input(_ path: String, _ outcome: ShardOutcome) -> ResultInput {
-        let record: ResultRecord
-        switch outcome {
-        case .success(let summary):
-            record = ResultRecord(shard: path, file: path, key: nil, meta: summary.header.meta, metaOmitted: false, processedAt: nil,
-                                  outcome: .valid(summary.accumulator))
-        case .failure(let failure):
-            record = ResultRecord(shard: path, file: path, key: nil, meta: nil, metaOmitted: false, processedAt: nil,
-                                  outcome: .invalid(kind: failure.kind.name, offset: failure.offset, reason: failure.reason))
-        }
-        return ResultInput(path: path, kind: .shard, records: [record], errors: [])
     }
 }
 

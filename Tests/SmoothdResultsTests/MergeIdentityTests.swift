@@ -2,7 +2,7 @@ import Foundation
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
-import SmoothdResults
+@testable import SmoothdResults
 import SmoothdRuns
 import SmoothdTesting
 import Testing
@@ -118,7 +118,7 @@ func fixtureState(_ file: String) -> MetricAccumulator {
 @Test func theNewestRecordOfAShardIsCounted() throws {
     let states = ["valid/k2.lshd.zst", "valid/confident.lshd.zst", "valid/worked_example.lshd.zst"].map(fixtureState)
     func input(_ name: String, _ state: MetricAccumulator, _ time: String?) -> ResultInput {
-        ResultInput(path: name, kind: .summary, records: [ResultRecord(shard: "same.lshd.zst", file: name, meta: nil, processedAt: time, outcome: .valid(state))],
+        ResultInput(path: name, kind: .summary, records: [ResultRecord(shard: "same.lshd.zst", file: name, meta: nil, metaOmitted: false, processedAt: time, outcome: .valid(state))],
                     errors: [])
     }
     let options = MergeOptions(metrics: fixtureOptions)
