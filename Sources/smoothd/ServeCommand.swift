@@ -15,7 +15,7 @@ struct ServeCommand: AsyncParsableCommand {
         spool directory, then rename it to its final name. smoothd claims it, writes OUTPUT/NAME.summary.json \
         (or OUTPUT/NAME.error.json and moves the shard to SPOOL/failed/), keeps OUTPUT/totals.json equal to the \
         merge of the current summaries (in total and per group, --group-by, as eval --json), and moves the shard to SPOOL/done/. Prometheus metrics are served at /metrics, \
-        health at /healthz. Under systemd (Type=notify) it sends READY, WATCHDOG, STATUS and STOPPING. \
+        health at /healthz, the live HTML report at / and the totals at /totals.json. Under systemd (Type=notify) it sends READY, WATCHDOG, STATUS and STOPPING. \
         SIGTERM or SIGINT stops it within 10 seconds with exit code 0.
 
         --config FILE holds 'key = value' lines named like the long options (spool = /var/spool/smoothd, \
@@ -31,7 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Config file of 'key = value' lines; command-line flags win over it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Address for /metrics and /healthz, or 'none'.", valueName: "host:port"))
+    @Option(help: ArgumentHelp("Address for /metrics, /healthz, / (the live report) and /totals.json, or 'none'.", valueName: "host:port"))
     var metricsListen = ServeCommand.defaults.metricsListen?.description ?? "none"
 
     @Option(help: ArgumentHelp("Also write the metrics atomically to this file, for node_exporter's textfile collector.", valueName: "path"))
