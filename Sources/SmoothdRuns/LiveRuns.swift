@@ -32,16 +32,31 @@ public struct LiveRuns: Sendable {
     public var count: Int { live.count }
 
     /// Records the shard `name` arriving at `time`; when a live shard has its identity, that one leaves and is
-    /// returned (the caller moves its record away). Costs O(size of the groups touched): a group is merged again from its members.
+    /// returned (the caller moves its record away). Costs O(1) for an arrival without a rank; a shard that states one
+    /// recomputes its group's completeness, and a supersession merges the group again from its members.
     @discardableResult
     public mutating func record(_ name: String, placement: ShardPlacement, accumulator: MetricAccumulator, time: Double) -> RunLedger.Shard? {
         let superseded = remove(placement.identity, time: time)
         arrivals += 1
         live[placement.identity] = (arrivals, placement.group)
-        var state = states[placement.group] ?? GroupState()
-        state.members[arrivals] = RunLedger.Shard(name: name, placement: placement, accumulator: accumulator)
+        let shard = RunLedger.Shard(name: name, placement: placement, accumulator: accumulator)
+        // Taken out of the dictionary so that the appends below change the only copy of its storage.
+        var state = states.removeValue(forKey: placement.group) ?? GroupState()
+        state.members[arrivals] = shard
         state.updated = max(state.updated, time)
-        states[placement.group] = rebuilt(state)
+        if state.report == nil {
+            state = rebuilt(state)
+        } else {
+            // The newest member joins the report: exact sums make this merge the bits of merging every member
+            // again, so an arrival costs O(1), not O(group), unless the shard states a rank.
+            state.report!.shards.append(name)
+            state.report!.accumulator.merge(accumulator)
+            if placement.shardIndex != nil || placement.numShards != nil {
+                let members = state.members.sorted { $0.key < $1.key }.map(\.value)
+                (state.report!.completeness, state.warnings) = Completeness.of(members, group: state.report!.key)
+            }
+        }
+        states[placement.group] = state
         return superseded
     }
 

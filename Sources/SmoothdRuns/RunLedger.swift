@@ -111,11 +111,11 @@ public struct RunGroup: Sendable {
     /// The group key.
     public let key: RunKey
     /// Its live shards, in arrival order.
-    public let shards: [String]
+    public internal(set) var shards: [String]
     /// How many ranks its runs have of those they state, or nil when no shard states `num_shards`.
-    public let completeness: Completeness?
+    public internal(set) var completeness: Completeness?
     /// The merge of its shards' states.
-    public let accumulator: MetricAccumulator
+    public internal(set) var accumulator: MetricAccumulator
 
     /// The group of `members` (live shards of one group key, in arrival order, at least one) and the warnings
     /// of its runs. The first member's key is shown: values equal in the order are one value (1 and 1.0).
