@@ -13,13 +13,6 @@ public struct ConfigFileError: Error, Sendable, Equatable, CustomStringConvertib
     /// What is wrong.
     public var message: String
 
-    /// Creates an error for `path:line`.
-    public init(path: String, line: Int, message: String) {
-        self.path = path
-        self.line = line
-        self.message = message
-    }
-
     /// `path:line: message`.
     public var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
 }

@@ -10,25 +10,6 @@ import ServiceLifecycle
 import SmoothdMetrics
 import SmoothdPipeline
 
-/// The spool watch was lost (directory deleted, moved, replaced or unmounted): the service stops with this error so
-/// that systemd restarts it on the directory the path names now.
-public struct SpoolWatchLostError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Why.
-    public var reason: String
-    /// A readable message.
-    public var description: String { "spool watch lost: \(reason)" }
-}
-
-/// A commit kept failing in `--exit-when-idle` mode, so the batch cannot finish.
-public struct CommitRetriesExhaustedError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The shard.
-    public var shard: String
-    /// The last error.
-    public var lastError: String
-    /// A readable message.
-    public var description: String { "giving up on \(shard) after repeated commit errors: \(lastError)" }
-}
-
 /// What the spool loop reacts to.
 enum SpoolEvent: Sendable {
     case watch(WatchEvent)
@@ -145,4 +126,23 @@ extension Duration {
         let c = components
         return Double(c.seconds) + Double(c.attoseconds) / 1e18
     }
+}
+
+/// A commit kept failing in `--exit-when-idle` mode, so the batch cannot finish.
+public struct CommitRetriesExhaustedError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The shard.
+    public var shard: String
+    /// The last error.
+    public var lastError: String
+    /// A readable message.
+    public var description: String { "giving up on \(shard) after repeated commit errors: \(lastError)" }
+}
+
+/// The spool watch was lost (directory deleted, moved, replaced or unmounted): the service stops with this error so
+/// that systemd restarts it on the directory the path names now.
+public struct SpoolWatchLostError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Why.
+    public var reason: String
+    /// A readable message.
+    public var description: String { "spool watch lost: \(reason)" }
 }

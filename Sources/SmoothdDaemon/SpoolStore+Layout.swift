@@ -130,13 +130,13 @@ extension SpoolStore {
                              output: DirectoryHandle) throws {
         let outputIdentity = try output.identity()
         if outputIdentity == (try spool.identity()) {
-            throw SpoolLayoutError(message: "--output \(output.path) is the spool directory (--spool \(spool.path)); anyone who can write "
+            throw SpoolLayoutError(description: "--output \(output.path) is the spool directory (--spool \(spool.path)); anyone who can write "
                 + "the spool could add records to the totals: use a directory outside the spool")
         }
         let ancestry = try output.ancestry()
         for own in [work, failed] + (done.map { [$0] } ?? []) {
             guard ancestry.contains(try own.identity()) else { continue }
-            throw SpoolLayoutError(message: "--output \(output.path) is inside \(own.path), a directory smoothd keeps for shards "
+            throw SpoolLayoutError(description: "--output \(output.path) is inside \(own.path), a directory smoothd keeps for shards "
                 + "(--spool \(spool.path)); use a directory outside the spool")
         }
         guard let resolved = realpath(spool.path, nil) else { return }
@@ -150,7 +150,7 @@ extension SpoolStore {
                 || ((name == SpoolStore.doneDirectoryName || name == SpoolStore.failedDirectoryName)
                     && lstat((parent.isEmpty ? "" : parent) + "/" + SpoolStore.workDirectoryName, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR)
             if inOtherSpool {
-                throw SpoolLayoutError(message: "--spool \(spool.path) is inside \(parent.isEmpty ? "/" : parent)/\(name), which another "
+                throw SpoolLayoutError(description: "--spool \(spool.path) is inside \(parent.isEmpty ? "/" : parent)/\(name), which another "
                     + "spool's smoothd keeps for shards; use a directory of its own")
             }
             parent += "/" + name

@@ -5,36 +5,6 @@ import Musl
 #endif
 import Synchronization
 
-/// Another process holds the spool (two daemons on one spool would break exactly-once).
-public struct SpoolLockedError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The locked work directory.
-    public var path: String
-    /// A readable message.
-    public var description: String { "another smoothd is already serving this spool (lock held on \(path))" }
-}
-
-/// Another process writes to the output directory (two daemons on one output lose summaries and write wrong totals).
-public struct OutputLockedError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The output directory.
-    public var output: String
-    /// Who holds it, from its lock file: `pid N, watching SPOOL`, or `unknown` when the file says nothing.
-    public var holder: String
-    /// A readable message.
-    public var description: String {
-        "another smoothd (\(holder)) already writes to the output directory \(output) (lock held on \(output)/\(OutputLock.fileName)); "
-            + "two daemons on one output would lose summaries and write wrong totals: give each its own --output"
-    }
-}
-
-/// A daemon directory that is unsafe: on another filesystem than the spool (renames would not be atomic), owned
-/// by another user, or overlapping another of the daemon's directories.
-public struct SpoolLayoutError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// What is wrong.
-    public var message: String
-    /// The message.
-    public var description: String { message }
-}
-
 /// The daemon's directories and the durable claim/commit protocol over them.
 ///
 /// - `SPOOL/` — producers rename finished shards here.
@@ -108,7 +78,7 @@ final class SpoolStore: Sendable {
         let device = try spool.info().device
         for directory in [work, failed] + (done.map { [$0] } ?? []) {
             if try directory.info().device != device {
-                throw SpoolLayoutError(message: "\(directory.path) is on another filesystem than \(spool.path); renames would not be atomic")
+                throw SpoolLayoutError(description: "\(directory.path) is on another filesystem than \(spool.path); renames would not be atomic")
             }
         }
         outputState = Mutex((output, try OutputLock(in: output, spoolPath: spoolPath)))
@@ -118,7 +88,7 @@ final class SpoolStore: Sendable {
     static func checkOwnership(_ directory: DirectoryHandle, widest: UInt32) throws {
         let info = try directory.info()
         guard info.owner == UInt32(geteuid()) else {
-            throw SpoolLayoutError(message: "\(directory.path) belongs to uid \(info.owner), not to this process (uid \(geteuid())); "
+            throw SpoolLayoutError(description: "\(directory.path) belongs to uid \(info.owner), not to this process (uid \(geteuid())); "
                 + "whoever owns it could change the shards in it: give it to uid \(geteuid()) (chown) or remove it so that smoothd creates it")
         }
         if info.permissions & ~widest != 0 { _ = fchmod(directory.fd, mode_t(info.permissions & widest)) }
@@ -200,4 +170,32 @@ final class CommitGate: Sendable {
 
     /// Commits in progress.
     var active: Int { state.withLock { $0.active } }
+}
+
+/// Another process writes to the output directory (two daemons on one output lose summaries and write wrong totals).
+public struct OutputLockedError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The output directory.
+    public var output: String
+    /// Who holds it, from its lock file: `pid N, watching SPOOL`, or `unknown` when the file says nothing.
+    public var holder: String
+    /// A readable message.
+    public var description: String {
+        "another smoothd (\(holder)) already writes to the output directory \(output) (lock held on \(output)/\(OutputLock.fileName)); "
+            + "two daemons on one output would lose summaries and write wrong totals: give each its own --output"
+    }
+}
+
+/// Another process holds the spool (two daemons on one spool would break exactly-once).
+public struct SpoolLockedError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The locked work directory.
+    public var path: String
+    /// A readable message.
+    public var description: String { "another smoothd is already serving this spool (lock held on \(path))" }
+}
+
+/// A daemon directory that is unsafe: on another filesystem than the spool (renames would not be atomic), owned
+/// by another user, or overlapping another of the daemon's directories.
+public struct SpoolLayoutError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong.
+    public var description: String
 }

@@ -128,25 +128,25 @@ public enum NonfiniteRows {
 
 /// One group of a report: its key, how many live shards it has, its completeness and its metrics.
 public struct GroupReport: Sendable {
-    /// The group key.
-    public var key: RunKey
-    /// Its live shards, in the order given.
-    public var shards: [String]
-    /// Ranks expected, present and missing, when a shard states `num_shards`.
-    public var completeness: Completeness?
+    /// The group, as the ledger holds it.
+    public var group: RunGroup
     /// Counts and metrics of its shards together.
     public var metrics: MetricReport
-    /// The exact merged state of its shards (docs/STATE-FORMAT.md).
-    public var state: MetricAccumulator
 
     /// The report of `group` under `options`.
     public init(_ group: RunGroup, options: MetricOptions) {
-        key = group.key
-        shards = group.shards
-        completeness = group.completeness
+        self.group = group
         metrics = MetricReport(group.accumulator, options: options)
-        state = group.accumulator
     }
+
+    /// The group key.
+    public var key: RunKey { group.key }
+    /// Its live shards, in the order given.
+    public var shards: [String] { group.shards }
+    /// Ranks expected, present and missing, when a shard states `num_shards`.
+    public var completeness: Completeness? { group.completeness }
+    /// The exact merged state of its shards (docs/STATE-FORMAT.md).
+    public var state: MetricAccumulator { group.accumulator }
 }
 
 extension GroupReport: JSONObjectEncodable {

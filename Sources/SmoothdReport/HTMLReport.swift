@@ -1,4 +1,6 @@
 import SmoothdJSON
+import SmoothdMetrics
+import SmoothdPipeline
 
 /// Renders a ``ReportDocument`` as one self-contained HTML page: inline CSS and SVG, no script to run, nothing
 /// fetched. Colours are the Okabe–Ito palette (distinguishable with every common colour-vision deficiency), and
@@ -38,10 +40,10 @@ public enum HTMLReport {
             : d.inputs.prefix(5).joined(separator: ", ") + " and \(d.inputs.count - 5) more"
         out += "<p class=\"what\">Evaluated: <span id=\"inputs\">\(HTMLText.escape(inputs.isEmpty ? "(no inputs)" : inputs))</span></p>\n"
         out += "<p class=\"when\">Generated <time id=\"generated-at\" datetime=\"\(HTMLText.escape(d.generatedAt))\">\(HTMLText.escape(d.generatedAt))</time></p>\n"
-        let extra = d.total.lossesBySmoothing.dropFirst().map(\.smoothing)
-        out += "<p class=\"options\" id=\"options\" data-smoothing=\"\(HTMLText.exact(s.smoothing))\" data-mode=\"\(HTMLText.escape(s.mode))\""
+        let extra = s.reportSmoothing.filter { $0 != s.smoothing }.map(\.description)
+        out += "<p class=\"options\" id=\"options\" data-smoothing=\"\(HTMLText.exact(s.smoothing))\" data-mode=\"\(s.mode.rawValue)\""
             + " data-top-k=\"\(s.topK)\" data-ece-bins=\"\(s.eceBins)\">Options: label smoothing ε = \(s.smoothing.description)"
-            + " (\(HTMLText.escape(s.mode))), top-\(s.topK) accuracy, \(s.eceBins) confidence bins"
+            + " (\(s.mode.rawValue)), top-\(s.topK) accuracy, \(s.eceBins) confidence bins"
             + (extra.isEmpty ? "" : "; losses also at ε = " + HTMLText.escape(extra.joined(separator: ", "))) + "</p>\n"
         out += "<p class=\"counts\">\(d.shardsOK) valid shard\(d.shardsOK == 1 ? "" : "s"), \(d.shardsFailed) invalid, "
             + "\(d.groups.count) group\(d.groups.count == 1 ? "" : "s"), \(d.total.countedRows) rows counted</p>\n"
@@ -54,16 +56,16 @@ public enum HTMLReport {
         out += "<section id=\"overview\"><h2>Groups</h2>\n<table class=\"overview\"><thead><tr><th>group</th><th>shards</th>"
             + "<th>complete</th><th>rows counted</th><th>loss (nats)</th><th>accuracy</th><th>top-\(d.settings.topK)</th><th>ECE</th></tr></thead><tbody>\n"
         for (i, g) in d.groups.enumerated() {
-            let m = g.metrics
+            let m = g.metrics, v = m.values
             out += "<tr><td><a href=\"#group-\(i)\">\(HTMLText.escape(keyText(g.key)))</a></td><td>\(g.shards)</td>"
                 + "<td>\(g.completeness.map { "\($0.present)/\($0.expected)" } ?? "–")</td><td>\(m.countedRows)</td>"
-                + "<td>\(HTMLText.metric(m.loss))</td><td>\(HTMLText.metric(m.accuracy))</td><td>\(HTMLText.metric(m.topKAccuracy))</td>"
-                + "<td>\(HTMLText.metric(m.ece))</td></tr>\n"
+                + "<td>\(HTMLText.metric(v.loss))</td><td>\(HTMLText.metric(v.accuracy))</td><td>\(HTMLText.metric(v.topKAccuracy))</td>"
+                + "<td>\(HTMLText.metric(v.ece))</td></tr>\n"
         }
         out += "</tbody></table></section>\n"
     }
 
-    private static func section(_ g: ReportDocument.Group, id: String, title: String, settings: ReportDocument.Settings, to out: inout String) {
+    private static func section(_ g: ReportDocument.Group, id: String, title: String, settings: MetricOptions, to out: inout String) {
         let kind = id == "total" ? "total" : "group"
         out += "<section class=\"\(kind)\" id=\"\(id)\" data-key=\"\(HTMLText.escape(JSONValue.object(g.key).serialized()))\">\n"
         out += "<h2>\(HTMLText.escape(title))</h2>\n<div class=\"panels\">\n"
@@ -72,8 +74,8 @@ public enum HTMLReport {
         out += "</div>\n</section>\n"
     }
 
-    private static func metricTable(_ g: ReportDocument.Group, settings: ReportDocument.Settings, id: String, to out: inout String) {
-        let m = g.metrics
+    private static func metricTable(_ g: ReportDocument.Group, settings: MetricOptions, id: String, to out: inout String) {
+        let m = g.metrics, v = m.values
         var rows: [(String, String)] = [("shards", String(g.shards))]
         if let c = g.completeness {
             let missing = c.missing.isEmpty ? "complete" : "missing " + c.missing.prefix(20).joined(separator: ", ") + (c.missing.count > 20 ? ", …" : "")
@@ -81,12 +83,12 @@ public enum HTMLReport {
         }
         rows += [("rows read", String(m.rows)), ("rows counted", String(m.countedRows)), ("ignored rows", String(m.ignoredRows)),
                  ("non-finite rows", String(m.nonfiniteRows)),
-                 ("loss, ε = \(settings.smoothing.description) \(settings.mode) (nats)", HTMLText.metric(m.loss))]
-        for (e, loss) in m.lossesBySmoothing.dropFirst() { rows.append(("loss, ε = \(e) (nats)", HTMLText.metric(loss))) }
-        rows += [("NLL (nats)", HTMLText.metric(m.nll)), ("perplexity", HTMLText.metric(m.perplexity)),
-                 ("accuracy", HTMLText.metric(m.accuracy)), ("top-\(settings.topK) accuracy", HTMLText.metric(m.topKAccuracy)),
-                 ("mean confidence", HTMLText.metric(m.meanConfidence)), ("entropy (nats)", HTMLText.metric(m.entropy)),
-                 ("Brier score", HTMLText.metric(m.brier)), ("ECE", HTMLText.metric(m.ece)), ("MCE", HTMLText.metric(m.mce))]
+                 ("loss, ε = \(settings.smoothing.description) \(settings.mode.rawValue) (nats)", HTMLText.metric(v.loss))]
+        for (e, loss) in v.lossesBySmoothing.dropFirst() { rows.append(("loss, ε = \(e) (nats)", HTMLText.metric(loss))) }
+        rows += [("NLL (nats)", HTMLText.metric(v.nll)), ("perplexity", HTMLText.metric(v.perplexity)),
+                 ("accuracy", HTMLText.metric(v.accuracy)), ("top-\(settings.topK) accuracy", HTMLText.metric(v.topKAccuracy)),
+                 ("mean confidence", HTMLText.metric(v.meanConfidence)), ("entropy (nats)", HTMLText.metric(v.entropy)),
+                 ("Brier score", HTMLText.metric(v.brier)), ("ECE", HTMLText.metric(v.ece)), ("MCE", HTMLText.metric(v.mce))]
         out += "<table class=\"metrics\" id=\"\(id)-metrics\"><tbody>\n"
         for (name, value) in rows {
             let warn = name == "non-finite rows" && m.nonfiniteRows > 0 ? " class=\"warn\"" : ""

@@ -7,17 +7,13 @@ enum HTMLText {
         var out = ""
         out.reserveCapacity(text.utf8.count)
         for c in text {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
+            if let entity = entities[c] { out += entity } else { out.append(c) }
         }
         return out
     }
+
+    /// The characters `escape` replaces, and their entities.
+    private static let entities: [Character: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;"]
 
     /// `value` with `digits` decimals (half away from zero), `–` when absent or not finite.
     static func fixed(_ value: Double?, _ digits: Int) -> String {

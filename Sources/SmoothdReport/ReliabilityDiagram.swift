@@ -1,3 +1,5 @@
+import SmoothdMetrics
+import SmoothdPipeline
 /// The two-panel reliability diagram (Guo et al. 2017, Fig. 1): rows per confidence bin above, accuracy per bin
 /// below with the diagonal of perfect calibration and the gap to each bin's mean confidence.
 enum ReliabilityDiagram {
@@ -13,18 +15,19 @@ enum ReliabilityDiagram {
     /// Appends the diagram's SVG. Ids and `data-*` attributes: `ID-ece` / `ID-mce` texts with `data-value`; one
     /// `.hist-bar` per non-empty bin with `data-count`; one `.acc-bar` per non-empty bin with `data-accuracy`, inside
     /// a panel whose `data-plot-height` is the height of accuracy 1.
-    static func draw(_ m: ReportDocument.Metrics, title: String, id: String, to out: inout String) {
+    static func draw(_ m: MetricReport, title: String, id: String, to out: inout String) {
+        let bins = m.values.reliability
         let x = { (c: Double) in left + c * plotWidth }
         out += "<svg class=\"reliability\" id=\"\(id)-reliability\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\""
             + " role=\"img\" aria-label=\"Reliability diagram of \(HTMLText.escape(title))\" xmlns=\"http://www.w3.org/2000/svg\">\n"
-        out += "<text class=\"calibration\" id=\"\(id)-ece\" data-value=\"\(HTMLText.exact(m.ece))\" x=\"\(left)\" y=\"18\""
-            + " aria-label=\"expected calibration error \(HTMLText.metric(m.ece))\">ECE \(HTMLText.metric(m.ece))</text>\n"
-        out += "<text class=\"calibration\" id=\"\(id)-mce\" data-value=\"\(HTMLText.exact(m.mce))\" x=\"\(left + 130)\" y=\"18\""
-            + " aria-label=\"maximum calibration error \(HTMLText.metric(m.mce))\">MCE \(HTMLText.metric(m.mce))</text>\n"
-        out += "<text x=\"\(left + 260)\" y=\"18\">\(m.countedRows) rows, \(m.bins.count) bins</text>\n"
+        out += "<text class=\"calibration\" id=\"\(id)-ece\" data-value=\"\(HTMLText.exact(m.values.ece))\" x=\"\(left)\" y=\"18\""
+            + " aria-label=\"expected calibration error \(HTMLText.metric(m.values.ece))\">ECE \(HTMLText.metric(m.values.ece))</text>\n"
+        out += "<text class=\"calibration\" id=\"\(id)-mce\" data-value=\"\(HTMLText.exact(m.values.mce))\" x=\"\(left + 130)\" y=\"18\""
+            + " aria-label=\"maximum calibration error \(HTMLText.metric(m.values.mce))\">MCE \(HTMLText.metric(m.values.mce))</text>\n"
+        out += "<text x=\"\(left + 260)\" y=\"18\">\(m.countedRows) rows, \(bins.count) bins</text>\n"
 
         // Histogram: bar heights relative to the fullest bin.
-        let maxCount = m.bins.map(\.count).max() ?? 0
+        let maxCount = bins.map(\.count).max() ?? 0
         let histBottom = histTop + histHeight
         out += "<g class=\"histogram\" data-plot-height=\"\(HTMLText.px(histHeight))\" data-max-count=\"\(maxCount)\">\n"
         out += "<line class=\"axis\" x1=\"\(left)\" y1=\"\(histBottom)\" x2=\"\(x(1))\" y2=\"\(histBottom)\"/>"
@@ -32,7 +35,7 @@ enum ReliabilityDiagram {
         out += "<text x=\"\(left - 4)\" y=\"\(histTop + 4)\" text-anchor=\"end\">\(maxCount)</text>"
             + "<text x=\"\(left - 4)\" y=\"\(histBottom)\" text-anchor=\"end\">0</text>\n"
         out += "<text transform=\"translate(14 \(histTop + histHeight / 2)) rotate(-90)\" text-anchor=\"middle\">rows</text>\n"
-        for (b, bin) in m.bins.enumerated() where bin.count > 0 {
+        for (b, bin) in bins.enumerated() where bin.count > 0 {
             let h = histHeight * Double(bin.count) / Double(maxCount)
             let x0 = x(bin.lower) + 0.5, w = max(0.5, (bin.upper - bin.lower) * plotWidth - 1)
             out += "<rect class=\"hist-bar\" data-bin=\"\(b)\" data-count=\"\(bin.count)\" x=\"\(HTMLText.px(x0))\" y=\"\(HTMLText.px(histBottom - h))\""
@@ -50,7 +53,7 @@ enum ReliabilityDiagram {
                 + "<text x=\"\(left - 4)\" y=\"\(HTMLText.px(y(t) + 4))\" text-anchor=\"end\">\(label)</text>"
                 + "<text x=\"\(HTMLText.px(x(t)))\" y=\"\(accBottom + 14)\" text-anchor=\"middle\">\(label)</text>\n"
         }
-        for (b, bin) in m.bins.enumerated() {
+        for (b, bin) in bins.enumerated() {
             guard let accuracy = bin.accuracy, let confidence = bin.meanConfidence else { continue }
             let x0 = x(bin.lower) + 0.5, w = max(0.5, (bin.upper - bin.lower) * plotWidth - 1)
             let h = accuracy * accHeight
@@ -80,7 +83,7 @@ enum ReliabilityDiagram {
     }
 
     /// `confidence 0.60–0.67`.
-    private static func range(_ bin: ReportDocument.Bin) -> String {
+    private static func range(_ bin: ReliabilityBin) -> String {
         "confidence \(HTMLText.fixed(bin.lower, 2))–\(HTMLText.fixed(bin.upper, 2))"
     }
 }

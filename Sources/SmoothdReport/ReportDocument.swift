@@ -1,72 +1,13 @@
 import SmoothdJSON
+import SmoothdMetrics
+import SmoothdPipeline
 
 /// Everything one HTML report shows, read from the document it embeds: `{"inputs": [...], "groups": [...],
 /// "total": {...}}` as `smoothd merge --json` prints it (groups and total in the `eval --json` schema; an input is
-/// a path or an object with `path`). Reading the drawn values from that one document keeps the page and its
-/// embedded data from disagreeing.
+/// a path or an object with `path`). The drawn numbers are computed from each group's and the total's exact
+/// `state` with the total's options, as eval, merge and serve compute them, so the page, its embedded data and
+/// every other output agree, and a metric added to `MetricValues` reaches the page without a reader of its own.
 public struct ReportDocument: Sendable {
-    /// The metric options the numbers were computed with.
-    public struct Settings: Sendable {
-        /// ε of `loss`.
-        public var smoothing: Double
-        /// `uniform` or `others`.
-        public var mode: String
-        /// k of the top-k accuracy.
-        public var topK: Int64
-        /// Confidence bins of ECE, MCE and the reliability diagram.
-        public var eceBins: Int64
-    }
-
-    /// One confidence bin of a reliability diagram.
-    public struct Bin: Sendable {
-        /// Lower confidence edge.
-        public var lower: Double
-        /// Upper confidence edge.
-        public var upper: Double
-        /// Counted rows in the bin.
-        public var count: Int64
-        /// Fraction correct; nil for an empty bin.
-        public var accuracy: Double?
-        /// Mean max-probability; nil for an empty bin.
-        public var meanConfidence: Double?
-    }
-
-    /// Counts and metric values of a group or the total (nil values: no row counted).
-    public struct Metrics: Sendable {
-        /// Rows read.
-        public var rows: Int64
-        /// Rows counted in the metrics.
-        public var countedRows: Int64
-        /// Rows with the ignore label.
-        public var ignoredRows: Int64
-        /// Rows left out for a non-finite logit.
-        public var nonfiniteRows: Int64
-        /// Smoothed loss at the report's ε (nats).
-        public var loss: Double?
-        /// Negative log-likelihood (nats).
-        public var nll: Double?
-        /// exp(nll).
-        public var perplexity: Double?
-        /// Top-1 accuracy.
-        public var accuracy: Double?
-        /// Top-k accuracy.
-        public var topKAccuracy: Double?
-        /// Mean max-probability.
-        public var meanConfidence: Double?
-        /// Mean entropy (nats).
-        public var entropy: Double?
-        /// Mean Brier score.
-        public var brier: Double?
-        /// Expected calibration error.
-        public var ece: Double?
-        /// Maximum calibration error.
-        public var mce: Double?
-        /// The loss at each reported ε, keyed by ε's decimal text.
-        public var lossesBySmoothing: [(smoothing: String, loss: Double?)]
-        /// The reliability bins, lowest confidence first.
-        public var bins: [Bin]
-    }
-
     /// Ranks expected and present in a group whose shards state `num_shards`.
     public struct Completeness: Sendable {
         /// Ranks expected.
@@ -87,8 +28,8 @@ public struct ReportDocument: Sendable {
         public var step: Double?
         /// Completeness, when its shards state `num_shards`.
         public var completeness: Completeness?
-        /// Its counts and metrics.
-        public var metrics: Metrics
+        /// Its counts and metrics, computed from its exact `state`.
+        public var metrics: MetricReport
     }
 
     /// A shard that was not counted (or an input that could not be read).
@@ -115,14 +56,14 @@ public struct ReportDocument: Sendable {
     public var inputs: [String]
     /// When the report was made (ISO 8601, UTC).
     public var generatedAt: String
-    /// The metric options.
-    public var settings: Settings
+    /// The metric options the numbers were computed with (ε, mode, the extra ε values, top-k, bins).
+    public var settings: MetricOptions
     /// Valid shards counted in the total.
     public var shardsOK: Int64
     /// Shards not counted.
     public var shardsFailed: Int64
     /// The total over every group.
-    public var total: Metrics
+    public var total: MetricReport
     /// The groups, in the document's order.
     public var groups: [Group]
     /// The invalid shards.
@@ -143,13 +84,10 @@ public struct ReportDocument: Sendable {
         self.generatedAt = generatedAt
         self.notes = notes
         data = document
-        settings = Settings(smoothing: try reader.number(total, "smoothing", in: "total"),
-                            mode: try reader.string(total, "smoothing_mode", in: "total"),
-                            topK: try reader.count(total, "top_k", in: "total"),
-                            eceBins: try reader.count(total, "ece_bins", in: "total"))
+        settings = try reader.options(total)
         shardsOK = try reader.count(total, "shards_ok", in: "total")
         shardsFailed = try reader.count(total, "shards_failed", in: "total")
-        self.total = try reader.metrics(total, in: "total")
+        self.total = try reader.metrics(total, options: settings, in: "total")
         guard let groupValues = (document["groups"] ?? .array([])).arrayValue else { throw ReportInputError("groups is not an array") }
         groups = []
         for (i, value) in groupValues.enumerated() {
@@ -157,7 +95,7 @@ public struct ReportDocument: Sendable {
             guard let key = value["key"]?.objectMembers else { throw ReportInputError("\(place).key is not an object") }
             groups.append(Group(key: key, shards: try reader.count(value, "shards", in: place), step: steps[JSONValue.object(key).serialized()],
                                 completeness: try value["completeness"].map { c throws(ReportInputError) in try reader.completeness(c, in: place) },
-                                metrics: try reader.metrics(value, in: place)))
+                                metrics: try reader.metrics(value, options: settings, in: place)))
         }
     }
 }
@@ -196,24 +134,29 @@ private struct Reader {
         return v
     }
 
-    func metrics(_ o: JSONValue, in place: String) throws(ReportInputError) -> ReportDocument.Metrics {
-        guard let losses = o["losses_by_smoothing"]?.objectMembers else { throw ReportInputError("\(place).losses_by_smoothing is not an object") }
-        guard let binValues = o["reliability"]?.arrayValue else { throw ReportInputError("\(place).reliability is not an array") }
-        var bins: [ReportDocument.Bin] = []
-        for (b, bin) in binValues.enumerated() {
-            let where_ = "\(place).reliability[\(b)]"
-            bins.append(ReportDocument.Bin(lower: try number(bin, "lower", in: where_), upper: try number(bin, "upper", in: where_),
-                                           count: try count(bin, "count", in: where_), accuracy: try optional(bin, "accuracy", in: where_),
-                                           meanConfidence: try optional(bin, "mean_confidence", in: where_)))
+    /// The options the total echoes; the extra ε values are the keys of its `losses_by_smoothing` after the first.
+    func options(_ total: JSONValue) throws(ReportInputError) -> MetricOptions {
+        let modeName = try string(total, "smoothing_mode", in: "total")
+        guard let mode = SmoothingMode(name: modeName) else { throw ReportInputError("total.smoothing_mode \(modeName) is not uniform or others") }
+        guard let losses = total["losses_by_smoothing"]?.objectMembers else { throw ReportInputError("total.losses_by_smoothing is not an object") }
+        var extra: [Double] = []
+        for (key, _) in losses.dropFirst() {
+            guard let e = Double(key) else { throw ReportInputError("total.losses_by_smoothing: key \(key) is not a number") }
+            extra.append(e)
         }
-        return ReportDocument.Metrics(
-            rows: try count(o, "rows", in: place), countedRows: try count(o, "counted_rows", in: place),
-            ignoredRows: try count(o, "ignored_rows", in: place), nonfiniteRows: try count(o, "nonfinite_rows", in: place),
-            loss: try optional(o, "loss", in: place), nll: try optional(o, "nll", in: place), perplexity: try optional(o, "perplexity", in: place),
-            accuracy: try optional(o, "accuracy", in: place), topKAccuracy: try optional(o, "top_k_accuracy", in: place),
-            meanConfidence: try optional(o, "mean_confidence", in: place), entropy: try optional(o, "entropy", in: place),
-            brier: try optional(o, "brier", in: place), ece: try optional(o, "ece", in: place), mce: try optional(o, "mce", in: place),
-            lossesBySmoothing: losses.map { ($0.0, $0.1.doubleValue) }, bins: bins)
+        return MetricOptions(smoothing: try number(total, "smoothing", in: "total"), mode: mode, reportSmoothing: extra,
+                             topK: Int(try count(total, "top_k", in: "total")), eceBins: Int(try count(total, "ece_bins", in: "total")))
+    }
+
+    /// The counts and metrics of `o`'s exact `state` under `options`: computed as eval, merge and serve compute them.
+    func metrics(_ o: JSONValue, options: MetricOptions, in place: String) throws(ReportInputError) -> MetricReport {
+        guard let state = o["state"] else { throw ReportInputError("\(place).state is missing") }
+        let accumulator: MetricAccumulator
+        do { accumulator = try MetricAccumulator(jsonState: state) } catch { throw ReportInputError("\(place).state: \(error.description)") }
+        guard accumulator.topK == options.topK, accumulator.eceBins == options.eceBins else {
+            throw ReportInputError("\(place).state has top_k \(accumulator.topK) and ece_bins \(accumulator.eceBins), the total \(options.topK) and \(options.eceBins)")
+        }
+        return MetricReport(accumulator, options: options)
     }
 
     func completeness(_ c: JSONValue, in place: String) throws(ReportInputError) -> ReportDocument.Completeness {

@@ -1,4 +1,6 @@
 import SmoothdJSON
+import SmoothdMetrics
+import SmoothdPipeline
 
 /// The checkpoints of one (model, split) — every group-by key but `checkpoint` — in trend order.
 struct TrendFamily {
@@ -47,11 +49,11 @@ enum TrendChart {
 
     /// Appends the family's charts. Each point is a `.trend-point` with `data-metric`, `data-order` (its place in
     /// trend order), `data-checkpoint`, `data-step` and `data-value`.
-    static func draw(_ family: TrendFamily, topK: Int64, id: String, to out: inout String) {
+    static func draw(_ family: TrendFamily, topK: Int, id: String, to out: inout String) {
         let name = family.key.isEmpty ? "all groups" : HTMLReport.keyText(family.key)
         out += "<div class=\"trend-family\" id=\"\(id)\" data-key=\"\(HTMLText.escape(JSONValue.object(family.key).serialized()))\">\n"
             + "<h3>\(HTMLText.escape(name)): \(family.points.count) checkpoints</h3>\n<div class=\"trend-row\">\n"
-        let metrics: [(String, String, (ReportDocument.Metrics) -> Double?)] = [
+        let metrics: [(String, String, (MetricValues) -> Double?)] = [
             ("loss", "loss (nats)", \.loss), ("nll", "NLL (nats)", \.nll), ("accuracy", "accuracy (fraction)", \.accuracy),
             ("top_k_accuracy", "top-\(topK) accuracy (fraction)", \.topKAccuracy), ("ece", "ECE (fraction)", \.ece),
         ]
@@ -61,9 +63,9 @@ enum TrendChart {
         out += "</div>\n</div>\n"
     }
 
-    private static func chart(_ family: TrendFamily, metric: String, label: String, value: (ReportDocument.Metrics) -> Double?,
+    private static func chart(_ family: TrendFamily, metric: String, label: String, value: (MetricValues) -> Double?,
                               id: String, to out: inout String) {
-        let values = family.points.map { value($0.group.metrics).flatMap { $0.isFinite ? $0 : nil } }
+        let values = family.points.map { value($0.group.metrics.values).flatMap { $0.isFinite ? $0 : nil } }
         let present = values.compactMap { $0 }
         var lo = present.min() ?? 0, hi = present.max() ?? 1
         if hi - lo < 1e-12 { lo -= max(abs(lo) * 0.05, 0.005); hi += max(abs(hi) * 0.05, 0.005) }
