@@ -458,8 +458,19 @@ def interval(values):
     return [float(lo), float(hi)]
 
 
+BOOTSTRAP_CHUNK = 200  # replicates drawn at once (stream c for chunk c), bounding memory for any R
+
+
+def bootstrap_replicates(rows: Rows, opts: Options, replicates: int) -> dict:
+    """Replicate metrics for R replicates, drawn in chunks of BOOTSTRAP_CHUNK (chunk c from stream c)."""
+    parts = []
+    for c, start in enumerate(range(0, replicates, BOOTSTRAP_CHUNK)):
+        parts.append(replicate_metrics(rows, opts, weights_for(rows, min(BOOTSTRAP_CHUNK, replicates - start), c)))
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def bootstrap_summary(rows: Rows, opts: Options, replicates: int, se: dict) -> dict:
-    reps = replicate_metrics(rows, opts, weights_for(rows, replicates))
+    reps = bootstrap_replicates(rows, opts, replicates)
     out = {"replicates": replicates, "intervals": {}, "width_over_3.92_se": {}}
     for k, v in reps.items():
         out["intervals"][k] = interval(v)
@@ -519,12 +530,15 @@ def compare(a: Rows, b: Rows, opts: Options, bootstrap: int = 0) -> dict:
     return out
 
 
+UNPAIRED_STREAM = 1 << 20  # b's weights in an unpaired comparison: independent of every chunk stream of a
+
+
 def compare_bootstrap(a: Rows, b: Rows, opts: Options, replicates: int, paired: bool) -> dict:
     """Percentile intervals of b - a: with shared weights (paired: the same row gets the same weight on both
     sides) and with independent streams (unpaired)."""
     ma = replicate_metrics(a, opts, weights_for(a, replicates, 0))
     out = {"replicates": replicates}
-    variants = [("unpaired", 1)] + ([("paired", 0)] if paired else [])
+    variants = [("unpaired", UNPAIRED_STREAM)] + ([("paired", 0)] if paired else [])
     for label, stream in variants:
         mb = replicate_metrics(b, opts, weights_for(b, replicates, stream))
         out[label] = {m: interval(mb[m] - ma[m]) for m in DIFF_METRICS}
