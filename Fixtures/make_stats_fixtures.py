@@ -249,18 +249,20 @@ def verify(path: Path, y, z, opts):
 
 
 def results(rows, large_bootstrap=False):
-    out = {}
-    for name, opts in OPTION_SETS.items():
-        r = S.evaluate(rows, opts, BOOTSTRAP_R)
-        if large_bootstrap:
-            # R = 200 leaves ~7 % noise in a percentile interval's width; R = 1000 ~3 %.
-            r[f"bootstrap_r{LARGE_BOOTSTRAP_R}"] = S.bootstrap_summary(rows, opts, LARGE_BOOTSTRAP_R, r["standard_errors"])
+    out = {name: S.evaluate(rows, opts) for name, opts in OPTION_SETS.items()}
+    for name, r in out.items():
         search = r.get("best_temperature_search")
         if search:
             # The derivative at the optimum is rounding noise (~1e-17): not reproducible to 1e-12 relative.
             search.pop("dnll_dbeta", None)
             assert search["ece_bin_margin"] >= T_STAR_EDGE_MARGIN, f"ECE(T*) bins are ambiguous ({name}: {search})"
-        out[name] = r
+    # R = 200 leaves ~7 % noise in a percentile interval's width; R = 1000 ~3 %.
+    for key, R in [("bootstrap", BOOTSTRAP_R)] + ([(f"bootstrap_r{LARGE_BOOTSTRAP_R}", LARGE_BOOTSTRAP_R)]
+                                                  if large_bootstrap else []):
+        summaries = S.bootstrap_summaries(rows, list(OPTION_SETS.values()), R,
+                                          [r["standard_errors"] for r in out.values()])
+        for r, summary in zip(out.values(), summaries):
+            r[key] = summary
     return out
 
 

@@ -192,6 +192,20 @@ def row_terms(z, y, beta: float, derivatives: bool = False) -> dict:
     return out
 
 
+def cached_terms(rows: "Rows", beta: float) -> dict:
+    """row_terms of rows at beta, computed once per Rows (option sets share them)."""
+    cache = rows.__dict__.setdefault("_terms", {})
+    if beta not in cache:
+        cache[beta] = row_terms(rows.z, rows.y, beta)
+    return cache[beta]
+
+
+def cached_ranks(rows: "Rows"):
+    if "_ranks" not in rows.__dict__:
+        rows._ranks = ranks(rows.z, rows.y)
+    return rows._ranks
+
+
 def bins_of(conf, B: int):
     """Equal-width bin of each confidence: [b/B, (b+1)/B), the last bin including 1."""
     return np.minimum(np.floor(conf * B).astype(np.int64), B - 1)
@@ -261,7 +275,7 @@ def mean(v, n):
 
 def metrics_at(rows: Rows, beta: float, opts: Options, correct) -> dict:
     """by_temperature entry: nll, loss, mean_confidence, ece, mce, brier, entropy of softmax(beta*z)."""
-    t = row_terms(rows.z, rows.y, beta)
+    t = cached_terms(rows, beta)
     n = rows.n
     ece, mce = ece_mce(t, correct, opts.ece_bins)
     return {"nll": mean(t["nll"], n), "loss": mean(row_loss(t, opts), n), "mean_confidence": mean(t["conf"], n),
@@ -379,9 +393,9 @@ def evaluate(rows: Rows, opts: Options, bootstrap: int = 0) -> dict:
             out["best_temperature"] = None
         out["standard_errors"] = standard_errors(rows, opts, None, None, None)
         return out
-    rank = ranks(rows.z, rows.y)
+    rank = cached_ranks(rows)
     correct, topk = rank == 0, rank < opts.top_k
-    t = row_terms(rows.z, rows.y, 1.0)
+    t = cached_terms(rows, 1.0)
     ece, mce = ece_mce(t, correct, opts.ece_bins)
     out.update({"loss": mean(row_loss(t, opts), n), "nll": mean(t["nll"], n), "accuracy": int(correct.sum()) / n,
                 "top_k_accuracy": int(topk.sum()) / n, "mean_confidence": mean(t["conf"], n),
@@ -394,13 +408,13 @@ def evaluate(rows: Rows, opts: Options, bootstrap: int = 0) -> dict:
         else:
             at = metrics_at(rows, beta, opts, correct)
             out["best_temperature"] = {"temperature": 1.0 / beta, "nll": at["nll"], "ece": at["ece"]}
-            tb = row_terms(rows.z, rows.y, beta)
+            tb = cached_terms(rows, beta)
             info["ece_bin_margin"] = ece_margin(tb["conf"], opts.ece_bins)
         out["best_temperature_search"] = info
     out["adaptive_ece"] = adaptive_ece(t, correct, opts.ece_bins)
     out["standard_errors"] = standard_errors(rows, opts, t, correct, topk)
     if bootstrap:
-        out["bootstrap"] = bootstrap_summary(rows, opts, bootstrap, out["standard_errors"])
+        out["bootstrap"] = bootstrap_summaries(rows, [opts], bootstrap, [out["standard_errors"]])[0]
     return out
 
 
@@ -441,9 +455,9 @@ def weights_for(rows: Rows, replicates: int, stream: int = 0):
 
 def replicate_metrics(rows: Rows, opts: Options, W) -> dict:
     """Per replicate: weighted loss, nll, accuracy, top-k accuracy and ECE (weighted bin sums)."""
-    rank = ranks(rows.z, rows.y)
+    rank = cached_ranks(rows)
     correct, topk = rank == 0, rank < opts.top_k
-    t = row_terms(rows.z, rows.y, 1.0)
+    t = cached_terms(rows, 1.0)
     wsum = W.sum(axis=1)
     cmc = correct_minus_conf(t, correct)
     onehot = np.zeros((rows.n, opts.ece_bins))
@@ -461,21 +475,26 @@ def interval(values):
 BOOTSTRAP_CHUNK = 200  # replicates drawn at once (stream c for chunk c), bounding memory for any R
 
 
-def bootstrap_replicates(rows: Rows, opts: Options, replicates: int) -> dict:
-    """Replicate metrics for R replicates, drawn in chunks of BOOTSTRAP_CHUNK (chunk c from stream c)."""
-    parts = []
+def bootstrap_replicates(rows: Rows, opts_list, replicates: int) -> list:
+    """Replicate metrics for R replicates under each of opts_list (one weight draw serves them all), drawn in
+    chunks of BOOTSTRAP_CHUNK (chunk c from stream c)."""
+    parts = [[] for _ in opts_list]
     for c, start in enumerate(range(0, replicates, BOOTSTRAP_CHUNK)):
-        parts.append(replicate_metrics(rows, opts, weights_for(rows, min(BOOTSTRAP_CHUNK, replicates - start), c)))
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        W = weights_for(rows, min(BOOTSTRAP_CHUNK, replicates - start), c)
+        for part, opts in zip(parts, opts_list):
+            part.append(replicate_metrics(rows, opts, W))
+    return [{k: np.concatenate([p[k] for p in part]) for k in part[0]} for part in parts]
 
 
-def bootstrap_summary(rows: Rows, opts: Options, replicates: int, se: dict) -> dict:
-    reps = bootstrap_replicates(rows, opts, replicates)
-    out = {"replicates": replicates, "intervals": {}, "width_over_3.92_se": {}}
-    for k, v in reps.items():
-        out["intervals"][k] = interval(v)
-        w = out["intervals"][k][1] - out["intervals"][k][0]
-        out["width_over_3.92_se"][k] = w / (3.92 * se[k]) if se.get(k) else None
+def bootstrap_summaries(rows: Rows, opts_list, replicates: int, se_list) -> list:
+    """{"replicates", "intervals", "width_over_3.92_se"} for each of opts_list (with its standard errors)."""
+    out = []
+    for reps, se in zip(bootstrap_replicates(rows, opts_list, replicates), se_list):
+        entry = {"replicates": replicates, "intervals": {}, "width_over_3.92_se": {}}
+        for k, v in reps.items():
+            lo, hi = entry["intervals"][k] = interval(v)
+            entry["width_over_3.92_se"][k] = (hi - lo) / (3.92 * se[k]) if se.get(k) else None
+        out.append(entry)
     return out
 
 
@@ -493,8 +512,8 @@ def aligned(a: Rows, b: Rows) -> bool:
 
 
 def _per_row(rows: Rows, opts: Options):
-    rank = ranks(rows.z, rows.y)
-    t = row_terms(rows.z, rows.y, 1.0)
+    rank = cached_ranks(rows)
+    t = cached_terms(rows, 1.0)
     return {"loss": row_loss(t, opts), "nll": t["nll"], "accuracy": (rank == 0).astype(np.float64),
             "top_k_accuracy": (rank < opts.top_k).astype(np.float64)}
 

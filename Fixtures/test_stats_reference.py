@@ -311,7 +311,7 @@ class Bootstrap(unittest.TestCase):
         # R = 200 is one chunk (stream 0); R = 1000 starts with the same 200 replicates.
         rows = rows_of("stats/temp_k1000_bf16.lshd.zst")
         opts = OPTION_SETS["uniform_b15"]
-        small, large = S.bootstrap_replicates(rows, opts, 200), S.bootstrap_replicates(rows, opts, 450)
+        small, large = S.bootstrap_replicates(rows, [opts], 200)[0], S.bootstrap_replicates(rows, [opts], 450)[0]
         self.assertEqual(len(large["nll"]), 450)
         self.assertTrue(np.array_equal(small["nll"], large["nll"][:200]))
         self.assertFalse(np.array_equal(large["nll"][:200], large["nll"][200:400]))
@@ -323,6 +323,26 @@ class Bootstrap(unittest.TestCase):
         got = EXPECTED["files"]["stats/temp_k10.lshd.zst"]["results"]["others_b10"]
         for m in S.DIFF_METRICS:
             close(self, float(reps[m][0]), got[m], 1e-12, m)
+
+
+class CommandLine(unittest.TestCase):
+    def test_cli_prints_the_expected_result(self):
+        import contextlib
+        import io
+        rel = "stats/confident.lshd.zst"
+        o = EXPECTED["option_sets"]["others_b10"]
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            status = S.main(["--temperatures", ",".join(map(str, o["temperatures"])), "--smoothing", str(o["smoothing"]),
+                             "--smoothing-mode", o["smoothing_mode"], "--top-k", str(o["top_k"]),
+                             "--ece-bins", str(o["ece_bins"]), str(HERE / rel)])
+        self.assertEqual(status, 0)
+        doc = json.loads(buf.getvalue())
+        self.assertEqual(doc["options"], o)
+        want = EXPECTED["files"][rel]["results"]["others_b10"]
+        for got in (doc["shards"][0], doc["total"]):
+            for key in ("nll", "loss", "by_temperature", "best_temperature", "adaptive_ece", "standard_errors"):
+                self.assertEqual(got[key], want[key], key)
 
 
 if __name__ == "__main__":
