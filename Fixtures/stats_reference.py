@@ -362,6 +362,20 @@ def _search_beta(rows: Rows, max_doublings: int = 200):
                   "newton_steps": newton_steps}
 
 
+def best_within_grid(rows: Rows, opts: Options, correct, best):
+    """argmin of the mean nll over T in [min T, max T] of the grid: T* when inside, else the nearer end
+    (nll is convex in beta, so the constrained minimum is T* clamped to the range)."""
+    t_lo, t_hi = min(opts.temperatures), max(opts.temperatures)
+    if mean_nll_and_derivatives(rows, 1.0 / t_hi)[1] >= 0:
+        T = t_hi  # nll grows with beta from the smallest beta of the range
+    elif mean_nll_and_derivatives(rows, 1.0 / t_lo)[1] <= 0:
+        T = t_lo
+    else:
+        return dict(best)  # T* is inside the range
+    at = metrics_at(rows, 1.0 / T, opts, correct)
+    return {"temperature": T, "nll": at["nll"], "ece": at["ece"]}
+
+
 def standard_errors(rows: Rows, opts: Options, t, correct, topk):
     n = rows.n
     if n < 2:
@@ -390,8 +404,9 @@ def evaluate(rows: Rows, opts: Options, bootstrap: int = 0) -> dict:
         out["by_temperature"] = {k: {m: None for m in ("nll", "loss", "mean_confidence", "ece", "mce", "brier",
                                                        "entropy")} for k in keys}
         if opts.temperatures:
-            out["best_temperature"] = None
+            out["best_temperature"] = out["best_temperature_within_grid"] = None
         out["standard_errors"] = standard_errors(rows, opts, None, None, None)
+        out["by_temperature_derivatives"] = {k: {"dnll_dbeta": None, "d2nll_dbeta2": None} for k in keys}
         return out
     rank = cached_ranks(rows)
     correct, topk = rank == 0, rank < opts.top_k
@@ -411,8 +426,15 @@ def evaluate(rows: Rows, opts: Options, bootstrap: int = 0) -> dict:
             tb = cached_terms(rows, beta)
             info["ece_bin_margin"] = ece_margin(tb["conf"], opts.ece_bins)
         out["best_temperature_search"] = info
+        out["best_temperature_within_grid"] = best_within_grid(rows, opts, correct, out["best_temperature"])
     out["adaptive_ece"] = adaptive_ece(t, correct, opts.ece_bins)
     out["standard_errors"] = standard_errors(rows, opts, t, correct, topk)
+    # What the Swift side stores per T to refine T* without a second pass: the means of d nll/d beta and
+    # d2 nll/d beta2 (Sum(E_q[z] - z_y) / n and Sum Var_q(z) / n).
+    out["by_temperature_derivatives"] = {}
+    for k, T in zip(keys, opts.temperatures):
+        _, g, h = mean_nll_and_derivatives(rows, 1.0 / T)
+        out["by_temperature_derivatives"][k] = {"dnll_dbeta": g, "d2nll_dbeta2": h}
     if bootstrap:
         out["bootstrap"] = bootstrap_summaries(rows, [opts], bootstrap, [out["standard_errors"]])[0]
     return out

@@ -210,6 +210,45 @@ class BestTemperature(unittest.TestCase):
             gp, gm = S.mean_nll_and_derivatives(rows, beta + d)[1], S.mean_nll_and_derivatives(rows, beta - d)[1]
             close(self, h, (gp - gm) / (2 * d), 1e-6, f"second derivative at {beta}", 1e-9)
 
+    def test_grid_derivatives(self):
+        for rel in SMALL:
+            rows = rows_of(rel)
+            got = EXPECTED["files"][rel]["results"]["uniform_b15"]
+            for key, d in got["by_temperature_derivatives"].items():
+                beta, h = 1.0 / float(key), 1e-5
+                fp, f0, fm = (self.mean_nll(rows, beta + h), self.mean_nll(rows, beta), self.mean_nll(rows, beta - h))
+                close(self, d["dnll_dbeta"], (fp - fm) / (2 * h), 1e-6, f"{rel} T={key} d nll", 1e-8)
+                close(self, d["d2nll_dbeta2"], (fp - 2 * f0 + fm) / (h * h), 1e-3, f"{rel} T={key} d2 nll", 1e-5)
+
+    def test_newton_from_the_best_grid_point_moves_toward_the_optimum(self):
+        # The refinement the issue asks for: a Newton step on the grid's stored derivative sums.
+        entries = [EXPECTED["files"][rel] for rel in EXPECTED["files"]] + list(EXPECTED["pools"].values())
+        for entry in entries:
+            r = entry["results"]["uniform_b15"]
+            key = min(r["by_temperature"], key=lambda k: r["by_temperature"][k]["nll"])
+            d = r["by_temperature_derivatives"][key]
+            beta_grid, beta_star = 1.0 / float(key), 1.0 / r["best_temperature"]["temperature"]
+            beta_newton = beta_grid - d["dnll_dbeta"] / d["d2nll_dbeta2"]
+            self.assertLess(abs(beta_newton - beta_star), abs(beta_grid - beta_star), key)
+
+    def test_within_grid(self):
+        entries = [EXPECTED["files"][rel] for rel in EXPECTED["files"]] + list(EXPECTED["pools"].values())
+        for entry in entries:
+            for name in OPTION_SETS:
+                r = entry["results"][name]
+                best, inside = r["best_temperature"], r["best_temperature_within_grid"]
+                temps = [float(k) for k in r["by_temperature"]]
+                self.assertTrue(min(temps) <= inside["temperature"] <= max(temps))
+                self.assertGreaterEqual(inside["nll"], best["nll"])
+                self.assertLessEqual(inside["nll"], min(v["nll"] for v in r["by_temperature"].values()))
+                if min(temps) <= best["temperature"] <= max(temps):
+                    self.assertEqual(inside, best)
+        # T* of confident lies beyond the grid's largest T: the constrained optimum is that end.
+        r = EXPECTED["files"]["stats/confident.lshd.zst"]["results"]["uniform_b15"]
+        self.assertGreater(r["best_temperature"]["temperature"], 3.0)
+        self.assertEqual(r["best_temperature_within_grid"]["temperature"], 3.0)
+        self.assertEqual(r["best_temperature_within_grid"]["nll"], r["by_temperature"]["3.0"]["nll"])
+
     def test_no_interior_minimum(self):
         # Every row correct and separable: nll falls for every beta (T* = 0).
         z = np.array([[3.0, 0.0], [0.0, 2.0]])
