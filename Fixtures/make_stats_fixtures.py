@@ -284,7 +284,9 @@ def build(outdir: Path) -> dict:
                       "results": results(rows, name.removesuffix(".lshd.zst") in LARGE_BOOTSTRAP)}
     pools = {}
     for pool, members in POOLS.items():
+        meta = ckpt_meta(pool.removeprefix("ckpt_"), 0)
         pools[pool] = {"files": [f"{SUBDIR}/{m}.lshd.zst" for m in members],
+                       "group": {k: meta[k] for k in ("model", "checkpoint", "split")},
                        "results": results(S.Rows.concat([loaded[m] for m in members]), True)}
     compares = {}
     for cname, (pa, pb) in COMPARES.items():
