@@ -15,6 +15,7 @@ public enum HTMLReport {
         header(document, to: &out)
         overview(document, to: &out)
         trends(document, to: &out)
+        if let comparison = document.comparison { HTMLReport.comparison(comparison, to: &out) }
         if document.groups.count != 1 {
             // With one group the group is the total; otherwise the total gets its own table and diagram.
             let total = ReportDocument.Group(key: [], shards: document.shardsOK, step: nil, completeness: nil, metrics: document.total)
@@ -74,6 +75,12 @@ public enum HTMLReport {
 
     private static func metricTable(_ g: ReportDocument.Group, settings: ReportDocument.Settings, id: String, to out: inout String) {
         let m = g.metrics
+        // With bootstrap replicates, the value and its 95 % interval.
+        func withInterval(_ value: Double?, _ name: String) -> String {
+            guard let intervals = m.intervals else { return HTMLText.metric(value) }
+            let bounds = intervals[name].map { "[\(HTMLText.metric($0.lower)), \(HTMLText.metric($0.upper))]" } ?? "[–]"
+            return HTMLText.metric(value) + " " + bounds
+        }
         var rows: [(String, String)] = [("shards", String(g.shards))]
         if let c = g.completeness {
             let missing = c.missing.isEmpty ? "complete" : "missing " + c.missing.prefix(20).joined(separator: ", ") + (c.missing.count > 20 ? ", …" : "")
@@ -81,12 +88,12 @@ public enum HTMLReport {
         }
         rows += [("rows read", String(m.rows)), ("rows counted", String(m.countedRows)), ("ignored rows", String(m.ignoredRows)),
                  ("non-finite rows", String(m.nonfiniteRows)),
-                 ("loss, ε = \(settings.smoothing.description) \(settings.mode) (nats)", HTMLText.metric(m.loss))]
+                 ("loss, ε = \(settings.smoothing.description) \(settings.mode) (nats)", withInterval(m.loss, "loss"))]
         for (e, loss) in m.lossesBySmoothing.dropFirst() { rows.append(("loss, ε = \(e) (nats)", HTMLText.metric(loss))) }
-        rows += [("NLL (nats)", HTMLText.metric(m.nll)), ("perplexity", HTMLText.metric(m.perplexity)),
-                 ("accuracy", HTMLText.metric(m.accuracy)), ("top-\(settings.topK) accuracy", HTMLText.metric(m.topKAccuracy)),
+        rows += [("NLL (nats)", withInterval(m.nll, "nll")), ("perplexity", HTMLText.metric(m.perplexity)),
+                 ("accuracy", withInterval(m.accuracy, "accuracy")), ("top-\(settings.topK) accuracy", withInterval(m.topKAccuracy, "top_k_accuracy")),
                  ("mean confidence", HTMLText.metric(m.meanConfidence)), ("entropy (nats)", HTMLText.metric(m.entropy)),
-                 ("Brier score", HTMLText.metric(m.brier)), ("ECE", HTMLText.metric(m.ece)), ("MCE", HTMLText.metric(m.mce))]
+                 ("Brier score", HTMLText.metric(m.brier)), ("ECE", withInterval(m.ece, "ece")), ("MCE", HTMLText.metric(m.mce))]
         out += "<table class=\"metrics\" id=\"\(id)-metrics\"><tbody>\n"
         for (name, value) in rows {
             let warn = name == "non-finite rows" && m.nonfiniteRows > 0 ? " class=\"warn\"" : ""

@@ -1,4 +1,5 @@
 import SmoothdJSON
+import SmoothdResults
 
 /// Everything one HTML report shows, read from the document it embeds: `{"inputs": [...], "groups": [...],
 /// "total": {...}}` as `smoothd merge --json` prints it (groups and total in the `eval --json` schema; an input is
@@ -65,6 +66,8 @@ public struct ReportDocument: Sendable {
         public var lossesBySmoothing: [(smoothing: String, loss: Double?)]
         /// The reliability bins, lowest confidence first.
         public var bins: [Bin]
+        /// The 95 % bootstrap intervals (`intervals`: metric name to [lower, upper], nil when absent or null).
+        public var intervals: [String: (lower: Double, upper: Double)]? = nil
     }
 
     /// Ranks expected and present in a group whose shards state `num_shards`.
@@ -131,6 +134,8 @@ public struct ReportDocument: Sendable {
     public var notes: [String]
     /// The document the report was read from, embedded in the page.
     public var data: JSONValue
+    /// The comparison asked for (`report --compare-a … --compare-b …`).
+    public var comparison: Comparison?
 
     /// Reads `document` (see the type's description). `steps` maps a group key's compact JSON text to its numeric
     /// meta `step` (groups not in it have none); `invalid` lists the shards not counted.
@@ -213,7 +218,20 @@ private struct Reader {
             accuracy: try optional(o, "accuracy", in: place), topKAccuracy: try optional(o, "top_k_accuracy", in: place),
             meanConfidence: try optional(o, "mean_confidence", in: place), entropy: try optional(o, "entropy", in: place),
             brier: try optional(o, "brier", in: place), ece: try optional(o, "ece", in: place), mce: try optional(o, "mce", in: place),
-            lossesBySmoothing: losses.map { ($0.0, $0.1.doubleValue) }, bins: bins)
+            lossesBySmoothing: losses.map { ($0.0, $0.1.doubleValue) }, bins: bins, intervals: try intervals(o, in: place))
+    }
+
+    /// `intervals` when present: each member [lower, upper] or null.
+    func intervals(_ o: JSONValue, in place: String) throws(ReportInputError) -> [String: (lower: Double, upper: Double)]? {
+        guard let members = o["intervals"]?.objectMembers else { return nil }
+        var found: [String: (lower: Double, upper: Double)] = [:]
+        for (name, value) in members where value != .null {
+            guard let pair = value.arrayValue, pair.count == 2, let lower = pair[0].doubleValue, let upper = pair[1].doubleValue else {
+                throw ReportInputError("\(place).intervals.\(name) is not [lower, upper] or null")
+            }
+            found[name] = (lower, upper)
+        }
+        return found
     }
 
     func completeness(_ c: JSONValue, in place: String) throws(ReportInputError) -> ReportDocument.Completeness {
