@@ -649,6 +649,38 @@ def check() -> int:
                   f"fixtures OK: {len(regenerated['valid'])} valid, {len(regenerated['invalid'])} invalid, expected.json matches")
 
 
+def wants_check(doc: str) -> bool:
+    """Parse a generator's command line (only --check); doc is its module docstring."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="verify the committed fixtures instead of writing them")
+    return ap.parse_args().check
+
+
+def write_expected(path: Path, expected) -> dict:
+    """Write an expected.json the way every generator does (indent 1, UTF-8, final newline); returns expected."""
+    path.write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return expected
+
+
+def check_subdir(subdir: str, build, script: str, summary) -> int:
+    """--check of a generator that writes Fixtures/SUBDIR/*.lshd.zst and SUBDIR/expected.json: regenerate with
+    build(tmp) in a temporary directory and compare expected.json, the set of shards and their payloads and frame
+    layout (not compressed bytes, which depend on the zstd version). summary(expected) is the OK line."""
+    problems = []
+    with tempfile.TemporaryDirectory(prefix=f"lshd-{subdir}-fixtures-") as tmp:
+        tmp = Path(tmp)
+        regenerated = build(tmp)
+        check_expected(HERE / subdir / "expected.json", f"Fixtures/{subdir}/expected.json", regenerated, problems)
+        mine = {p.relative_to(HERE).as_posix() for p in (HERE / subdir).rglob("*.lshd.zst")}
+        theirs = {p.relative_to(tmp).as_posix() for p in (tmp / subdir).rglob("*.lshd.zst")}
+        for rel in common_shards(mine, theirs, problems):
+            if split_frames((HERE / rel).read_bytes()) != split_frames((tmp / rel).read_bytes()):
+                problems.append(f"{rel}: payload or frame layout differs from the regenerated one")
+    # same() names the file "expected.json"; say which one. Messages that already name a path stay as they are.
+    problems = [f"{subdir}/{p}" if p.startswith("expected.json ") else p for p in problems]
+    return report(problems, script, summary(regenerated))
+
+
 def report(problems, script: str, ok: str) -> int:
     """Print the --check verdict; 1 when there are problems."""
     for p in problems:

@@ -12,10 +12,7 @@ The order in which the files are given (eval) or dropped (serve) is part of the 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,7 @@ sys.path.insert(0, str(HERE))
 import lshd  # noqa: E402
 import reference  # noqa: E402
 import runs_reference  # noqa: E402
-from make_fixtures import ECE_EDGE_MARGIN, Rng, check_expected, common_shards, plausible_labels, report, split_frames  # noqa: E402
+from make_fixtures import ECE_EDGE_MARGIN, Rng, check_subdir, wants_check, write_expected, plausible_labels  # noqa: E402
 
 SUBDIR = "runs"
 GROUP_BYS = {"model,checkpoint,split": ("model", "checkpoint", "split"), "model": ("model",), "none": ()}
@@ -169,31 +166,15 @@ def build(outdir: Path) -> dict:
                 "options": {"top_k": 5, "ece_bins": 15, "smoothing": [0.0, 0.1], "smoothing_modes": ["uniform", "others"]},
                 "files": files,
                 "group_by": {arg: runs_reference.evaluate_runs(shards, keys) for arg, keys in GROUP_BYS.items()}}
-    (root / "expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return expected
+    return write_expected(root / "expected.json", expected)
 
 
 def check() -> int:
-    problems = []
-    with tempfile.TemporaryDirectory(prefix="lshd-run-fixtures-") as tmp:
-        tmp = Path(tmp)
-        regenerated = build(tmp)
-        check_expected(HERE / SUBDIR / "expected.json", f"Fixtures/{SUBDIR}/expected.json", regenerated, problems)
-        mine = {p.relative_to(HERE).as_posix() for p in (HERE / SUBDIR).rglob("*.lshd.zst")}
-        theirs = {p.relative_to(tmp).as_posix() for p in (tmp / SUBDIR).rglob("*.lshd.zst")}
-        for rel in common_shards(mine, theirs, problems):
-            # Payloads and frame layout, not compressed bytes (those depend on the zstd version).
-            if split_frames((HERE / rel).read_bytes()) != split_frames((tmp / rel).read_bytes()):
-                problems.append(f"{rel}: payload or frame layout differs from the regenerated one")
-    # same() names the file "expected.json"; say which one. Messages that already name a path stay as they are.
-    problems = [f"{SUBDIR}/{p}" if p.startswith("expected.json ") else p for p in problems]
-    return report(problems, "Fixtures/make_run_fixtures.py",
-                  f"run fixtures OK: {len(regenerated['files'])} shards, {SUBDIR}/expected.json matches")
+    return check_subdir(SUBDIR, build, "Fixtures/make_run_fixtures.py",
+                        lambda e: f"run fixtures OK: {len(e['files'])} shards, {SUBDIR}/expected.json matches")
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="verify the committed fixtures instead of writing them")
-    if ap.parse_args().check:
+    if wants_check(__doc__):
         return check()
     expected = build(HERE)
     print(f"wrote {len(expected['files'])} shards and {SUBDIR}/expected.json")
