@@ -66,8 +66,9 @@ extension BootstrapState {
 
     /// The largest R `--bootstrap` takes.
     public static let maxReplicates: Int64 = 10_000
-    /// The largest R × B: every replicate keeps its own B bins, in memory and in every state written.
-    public static let maxCells = 1_000_000
+    /// The largest R × B: every replicate keeps its own B bins (48 bytes a cell), in every partial state of the pipeline
+    /// and in every state written.
+    public static let maxCells = 250_000
 }
 
 extension MetricAccumulator {
