@@ -108,7 +108,7 @@ let package = Package(
         ),
         .testTarget(name: "ZstdTests", dependencies: ["Zstd"]),
         .testTarget(name: "LSHDFormatTests", dependencies: ["LSHDFormat", "SmoothdJSON", "Zstd"]),
-        .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "LSHDFormat", "SmoothdTesting"]),
+        .testTarget(name: "SmoothdMetricsTests", dependencies: ["SmoothdMetrics", "SmoothdKernel", "LSHDFormat", "SmoothdTesting"]),
         .testTarget(name: "SmoothdRunsTests", dependencies: ["SmoothdRuns", "SmoothdJSON", "SmoothdMetrics", "SmoothdTesting"]),
         .testTarget(name: "SmoothdResultsTests", dependencies: ["SmoothdResults", "SmoothdRuns", "SmoothdJSON", "SmoothdMetrics", "SmoothdPipeline", "SmoothdTesting"]),
         .testTarget(

@@ -18,6 +18,9 @@ let presets: [String: SyntheticShard] = [
     "f32-k10-10M": SyntheticShard(numClasses: 10, rows: 10_000_000, dtype: .float32, rowsPerBlock: 65_536),
     // 1 GiB of float32 with K = 256,000 (1 MiB rows).
     "f32-k256000": SyntheticShard(numClasses: 256_000, rows: 1_024, dtype: .float32, rowsPerBlock: 8),
+    // Smaller shards for the bootstrap's cost per row (Benchmarks/bootstrap.py): 1 M rows of K = 10, 2,048 rows of K = 32,000.
+    "f32-k10-1M": SyntheticShard(numClasses: 10, rows: 1_000_000, dtype: .float32, rowsPerBlock: 65_536),
+    "f32-k32000-2048": SyntheticShard(numClasses: 32_000, rows: 2_048, dtype: .float32, rowsPerBlock: 64),
 ]
 
 func usage() -> Never {

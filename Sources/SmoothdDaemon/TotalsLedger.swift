@@ -51,10 +51,11 @@ public struct TotalsLedger: Sendable {
     public mutating func addSuccess(
         _ other: MetricAccumulator, name: String, placement: ShardPlacement, time: String, file: String = ""
     ) throws(TotalsMismatchError) -> RunLedger.Shard? {
-        guard other.topK == options.topK, other.eceBins == options.eceBins else {
+        guard other.topK == options.topK, other.eceBins == options.eceBins, other.bootstrapReplicates == options.bootstrapReplicates else {
             throw TotalsMismatchError(
                 file: file,
-                detail: "top-k \(other.topK) / ece-bins \(other.eceBins), expected \(options.topK) / \(options.eceBins)")
+                detail: "top-k \(other.topK) / ece-bins \(other.eceBins) / bootstrap \(other.bootstrapReplicates), "
+                    + "expected \(options.topK) / \(options.eceBins) / \(options.bootstrapReplicates)")
         }
         note(time)
         summaryTimes[name] = time

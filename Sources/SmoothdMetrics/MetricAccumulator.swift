@@ -39,6 +39,8 @@ public struct MetricAccumulator: Sendable, Equatable {
     public var binCorrect: [UInt64]
     /// Σ confidence per bin.
     public var binConfidence: [ExactSum]
+    /// The Poisson-bootstrap replicate sums, when `--bootstrap R` asked for them (`BootstrapState`).
+    public var bootstrap: BootstrapState?
 
     /// An empty state.
     public init(topK: Int = 5, eceBins: Int = 15) {
@@ -53,6 +55,7 @@ public struct MetricAccumulator: Sendable, Equatable {
     /// An empty state for `options`.
     public init(options: MetricOptions) {
         self.init(topK: options.topK, eceBins: options.eceBins)
+        if options.bootstrapReplicates > 0 { bootstrap = BootstrapState(replicates: options.bootstrapReplicates, eceBins: eceBins) }
     }
 
     /// Counts a row whose label is ignore_index.
@@ -88,7 +91,9 @@ public struct MetricAccumulator: Sendable, Equatable {
 
     /// Adds everything counted in `other` (which must use the same top-k and bins).
     public mutating func merge(_ other: MetricAccumulator) {
-        precondition(topK == other.topK && eceBins == other.eceBins, "merging states computed with different options")
+        precondition(topK == other.topK && eceBins == other.eceBins && bootstrapReplicates == other.bootstrapReplicates,
+                     "merging states computed with different options")
+        if let replicates = other.bootstrap { bootstrap!.merge(replicates) }
         rows &+= other.rows
         countedRows &+= other.countedRows
         ignoredRows &+= other.ignoredRows
@@ -116,7 +121,7 @@ extension MetricAccumulator {
 
     /// The exact state (docs/STATE-FORMAT.md), for persisting next to a summary and merging later.
     public func jsonState() -> JSONValue {
-        .object([
+        var members: [(String, JSONValue)] = [
             ("state_version", .int(MetricAccumulator.stateVersion)),
             ("top_k", .int(Int64(topK))), ("ece_bins", .int(Int64(eceBins))),
             ("rows", .int(Int64(rows))), ("counted_rows", .int(Int64(countedRows))),
@@ -127,7 +132,9 @@ extension MetricAccumulator {
             ("bin_counts", .array(binCounts.map { .int(Int64($0)) })),
             ("bin_correct", .array(binCorrect.map { .int(Int64($0)) })),
             ("bin_confidence", .array(binConfidence.map(\.jsonState))),
-        ])
+        ]
+        if let bootstrap { members.append(("bootstrap", bootstrap.jsonState)) }
+        return .object(members)
     }
 
     /// Restores a state written by `jsonState()` (any `state_version` this build knows, or none: version 1).
@@ -180,6 +187,7 @@ extension MetricAccumulator {
             binCorrect[b] = try count(corrects[b], "bin_correct[\(b)]")
             binConfidence[b] = try sum(confidences[b], "bin_confidence[\(b)]")
         }
+        if let replicates = state["bootstrap"] { bootstrap = try BootstrapState(jsonState: replicates, eceBins: eceBins) }
     }
 }
 
@@ -219,6 +227,6 @@ extension MetricAccumulator {
             let sums = [("nll_sum", nllSum), ("uniform_sum", uniformSum), ("others_sum", othersSum), ("entropy_sum", entropySum), ("brier_sum", brierSum)]
             for (name, sum) in sums where sum != ExactSum() { problems.append("no row is counted but \(name) is not 0") }
         }
-        return problems
+        return problems + (bootstrap?.inconsistencies ?? [])
     }
 }

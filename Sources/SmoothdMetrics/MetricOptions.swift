@@ -30,14 +30,18 @@ public struct MetricOptions: Sendable, Equatable {
     public var topK: Int
     /// Number of equal-width confidence bins for ECE.
     public var eceBins: Int
+    /// R, the Poisson-bootstrap replicates kept for intervals; 0 (the default) keeps none.
+    public var bootstrapReplicates: Int
 
-    /// Creates options; the defaults are ε = 0.1 (uniform), top-5 and 15 ECE bins.
-    public init(smoothing: Double = 0.1, mode: SmoothingMode = .uniform, reportSmoothing: [Double] = [], topK: Int = 5, eceBins: Int = 15) {
+    /// Creates options; the defaults are ε = 0.1 (uniform), top-5, 15 ECE bins and no bootstrap.
+    public init(smoothing: Double = 0.1, mode: SmoothingMode = .uniform, reportSmoothing: [Double] = [], topK: Int = 5, eceBins: Int = 15,
+                bootstrapReplicates: Int = 0) {
         self.smoothing = smoothing
         self.mode = mode
         self.reportSmoothing = reportSmoothing
         self.topK = topK
         self.eceBins = eceBins
+        self.bootstrapReplicates = bootstrapReplicates
     }
 
     /// The ε values reported in `losses_by_smoothing`: the main one first, then the extra ones, without repeats.
@@ -55,6 +59,7 @@ public struct MetricOptions: Sendable, Equatable {
         }
         if topK < 1 { found.append("top-k must be at least 1 (got \(topK))") }
         if !(1...10_000).contains(eceBins) { found.append("ece-bins must be in [1, 10000] (got \(eceBins))") }
+        found += bootstrapProblems
         return found
     }
 }

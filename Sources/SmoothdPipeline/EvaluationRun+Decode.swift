@@ -41,6 +41,8 @@ struct SegmentDecoding: Sendable {
     var end: SegmentEnd = .skipped
     var payloadBytes: UInt64 = 0
     var rows: UInt64 = 0
+    /// The digest of the segment's labels, in file order.
+    var labels = LabelDigest()
 }
 
 /// A segment's decoding and the metrics of its rows.
@@ -79,7 +81,7 @@ extension EvaluationRun {
         let rowsBefore = cursor.parser.rows
         var sink = ChunkSink(run: self, segment: index, generation: generation)
         func ended(_ end: SegmentEnd) -> SegmentDecoding {
-            SegmentDecoding(end: end, payloadBytes: cursor.parser.offset - bytesBefore, rows: cursor.parser.rows - rowsBefore)
+            SegmentDecoding(end: end, payloadBytes: cursor.parser.offset - bytesBefore, rows: cursor.parser.rows - rowsBefore, labels: sink.labels)
         }
         do throws(ShardParseError) {
             var position = segment.start
@@ -170,6 +172,9 @@ struct ChunkSink: ShardRowSink {
     let segment: Int
     let generation: Int
     var current: RowChunk?
+    /// Rows handed to chunks so far, and the digest of their labels.
+    var rowsHanded: UInt64 = 0
+    var labels = LabelDigest()
 
     init(run: EvaluationRun, segment: Int, generation: Int) {
         self.run = run
@@ -183,6 +188,7 @@ struct ChunkSink: ShardRowSink {
             let chunk = run.rowSetup.pool.take()!  // blocks while every chunk is in use: the backpressure
             chunk.segment = segment
             chunk.generation = generation
+            chunk.firstRow = rowsHanded
             current = chunk
         }
         let chunk = current!
@@ -193,6 +199,8 @@ struct ChunkSink: ShardRowSink {
         let chunk = current!
         chunk.labels.append(contentsOf: labels)
         chunk.rowCount += labels.count
+        rowsHanded += UInt64(labels.count)
+        self.labels.add(labels)
         if chunk.rowCount == chunk.capacityRows { submitCurrent() }
     }
 

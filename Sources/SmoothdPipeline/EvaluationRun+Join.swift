@@ -21,7 +21,8 @@ extension EvaluationRun {
 
     /// Walks segments in order, checks each guess, re-decodes where a guess was wrong or skipped, and
     /// returns the payload size or the first error in payload order. Runs after the decoder threads ended.
-    func joinSegments() -> Result<UInt64, ShardFailure> {
+    func joinSegments() -> Result<(UInt64, LabelDigest), ShardFailure> {
+        var labels = LabelDigest()  // the segments' digests in file order
         var bytesBase: UInt64 = 0
         var rowsBase: UInt64 = 0
         var carried: SegmentCursor?  // the cursor to continue when the previous segment did not end between blocks
@@ -75,9 +76,10 @@ extension EvaluationRun {
             }
             bytesBase += decoded.payloadBytes
             rowsBase += decoded.rows
+            labels.append(decoded.labels)
         }
         precondition(shared.withLock { $0.rows != nil }, "header missing after a successful join")
-        return .success(bytesBase)
+        return .success((bytesBase, labels))
     }
 
     /// The num_rows mismatch at the end marker, when `cursor` read the marker and the shard holds `rows` rows.
@@ -88,11 +90,11 @@ extension EvaluationRun {
     }
 
     /// The valid shard's result once every worker has merged: the segments' metrics merged in file order.
-    func assemble(payloadBytes: UInt64) -> Output {
+    func assemble(payloadBytes: UInt64, labels: LabelDigest) -> Output {
         shared.withLock { state in
             var total = MetricAccumulator(options: options.metrics)
             for result in state.results { total.merge(result.accumulator) }
-            return Output(header: state.rows!.header, accumulator: total, payloadBytes: payloadBytes)
+            return Output(header: state.rows!.header, accumulator: total, payloadBytes: payloadBytes, labels: labels)
         }
     }
 }

@@ -38,6 +38,8 @@ final class EvaluationRun: Sendable {
         let header: ShardHeader
         let kernel: RowKernel.BatchFunction
         let pool: BlockingQueue<RowChunk>
+        /// The bootstrap seed (`PoissonStream.seed`): the meta's `shard_index`, else the file's base name.
+        let seed: UInt64
     }
 
     /// A valid shard's header, metrics and payload size.
@@ -45,6 +47,7 @@ final class EvaluationRun: Sendable {
         var header: ShardHeader
         var accumulator: MetricAccumulator
         var payloadBytes: UInt64
+        var labels: LabelDigest
     }
 
     init(shard: String, fd: Int32, fileSize: UInt64, options: EvaluationOptions, progress: ProgressCounter?) {
@@ -66,7 +69,7 @@ final class EvaluationRun: Sendable {
         let outcome = joinSegments()
         work.close()
         workers.forEach { $0.join() }
-        return outcome.map(assemble)
+        return outcome.map { assemble(payloadBytes: $0.0, labels: $0.1) }
     }
 
     /// Decoder threads take segments in order; segment 0 is exact, later ones guess a block boundary.
@@ -110,7 +113,8 @@ final class EvaluationRun: Sendable {
         shared.withLock(wake: .all) { state in
             guard state.rows == nil else { return }
             state.rows = RowSetup(header: parsed, kernel: KernelVariant.current.batchFunction(for: parsed.logitDType),
-                                  pool: plan.makePool(rowBytes: parsed.rowLogitBytes))
+                                  pool: plan.makePool(rowBytes: parsed.rowLogitBytes),
+                                  seed: PoissonStream.seed(shardIndex: parsed.meta?["shard_index"]?.intValue, name: shard))
         }
     }
 
@@ -124,7 +128,7 @@ final class EvaluationRun: Sendable {
     func workerLoop() {
         while let chunk = work.take() {
             let rows = rowSetup
-            let partial = chunk.evaluate(header: rows.header, options: options.metrics, kernel: rows.kernel)
+            let partial = chunk.evaluate(header: rows.header, options: options.metrics, kernel: rows.kernel, seed: rows.seed)
             shared.withLock { state in
                 // A re-run of the segment bumped its generation: this chunk's rows no longer count.
                 if state.results[chunk.segment].generation == chunk.generation {

@@ -18,6 +18,8 @@ final class RowChunk: @unchecked Sendable {
     var segment = 0
     /// The decoding attempt of that segment; results of abandoned attempts are dropped.
     var generation = 0
+    /// Index in its segment of the chunk's first row (in the shard when bootstrap replicates are kept: one segment).
+    var firstRow: UInt64 = 0
 
     init(rowBytes: Int, capacityRows: Int) {
         self.rowBytes = rowBytes
@@ -36,8 +38,8 @@ final class RowChunk: @unchecked Sendable {
         labels.removeAll(keepingCapacity: true)
     }
 
-    /// Runs the kernel over every row and returns their accumulated metrics.
-    func evaluate(header: ShardHeader, options: MetricOptions, kernel: RowKernel.BatchFunction) -> MetricAccumulator {
+    /// Runs the kernel over every row and returns their accumulated metrics (bootstrap weights drawn under `seed`).
+    func evaluate(header: ShardHeader, options: MetricOptions, kernel: RowKernel.BatchFunction, seed: UInt64) -> MetricAccumulator {
         var accumulator = MetricAccumulator(options: options)
         let base = UnsafeRawPointer(storage.baseAddress!)
         let ignore = header.ignoreIndex
@@ -52,6 +54,8 @@ final class RowChunk: @unchecked Sendable {
                 for r in 0..<count {
                     if labels[start + r] == ignore { accumulator.addIgnoredRow() } else { accumulator.add(statistics[r]) }
                 }
+                accumulator.bootstrap?.add(rows: statistics, labels: labels.baseAddress! + start, count: count, ignoreIndex: ignore,
+                                           firstRow: firstRow + UInt64(start), seed: seed, topK: options.topK)
                 start += count
             }
         }

@@ -29,7 +29,9 @@ struct SegmentPlan: Sendable {
         var segments: [Segment] = []
         if let frames = ZstdFrameIndex.scan(fileDescriptor: fd, size: fileSize), !frames.isEmpty {
             frameCount = frames.count
-            if options.threads > 1 {
+            // Bootstrap weights need each row's index in the shard, known before its chunk is evaluated: one
+            // decoder then (frame groups learn where they start only at the join); the workers still share the rows.
+            if options.threads > 1 && options.metrics.bootstrapReplicates == 0 {
                 let target = options.segmentTargetBytes.map { UInt64(max(1, $0)) }
                     ?? max(UInt64(1 << 20), fileSize / UInt64(4 * options.threads))
                 var current = Segment(start: 0, end: 0)

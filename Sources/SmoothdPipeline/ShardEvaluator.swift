@@ -50,7 +50,8 @@ public final class ShardEvaluator: Sendable {
         switch result {
         case .success(let output):
             return .success(ShardSummary(shard: displayName, header: output.header, accumulator: output.accumulator, compressedBytes: size,
-                                         payloadBytes: output.payloadBytes, frames: run.plan.frameCount, seconds: seconds))
+                                         payloadBytes: output.payloadBytes, frames: run.plan.frameCount, seconds: seconds,
+                                         labelsDigest: output.labels))
         case .failure(let failure):
             return .failure(failure)
         }

@@ -17,6 +17,8 @@ public struct ShardSummary: Sendable {
     public var frames: Int
     /// Wall-clock seconds spent on it.
     public var seconds: Double
+    /// The digest of its labels, ignored rows included (`LabelDigest`).
+    public var labelsDigest = LabelDigest()
 }
 
 /// A shard that could not be evaluated, with the first problem found in payload order.

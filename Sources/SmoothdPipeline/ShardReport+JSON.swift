@@ -55,6 +55,7 @@ extension MetricReport: JSONObjectEncodable {
             ("ece", .number(values.ece)),
             ("mce", .number(values.mce)),
             ("losses_by_smoothing", .object(values.lossesBySmoothing.map { (ShardReport.smoothingKey($0.smoothing), .number($0.loss)) })),
+        ] + (intervals.map { [("intervals", $0.json)] } ?? []) + [
             ("reliability", .array(values.reliability.map(\.json))),
         ]
     }
@@ -75,6 +76,7 @@ extension ShardEntry: JSONObjectEncodable {
             ("compressed_bytes", .int(Int64(summary.compressedBytes))),
             ("payload_bytes", .int(Int64(summary.payloadBytes))),
             ("frames", .int(Int64(summary.frames))),
+            ("labels_digest", summary.labelsDigest.json),
             ("seconds", .double(summary.seconds)),
         ]
     }

@@ -34,6 +34,8 @@ public struct MetricReport: Sendable {
     public var nonfiniteRows: UInt64
     /// The metric values (nil when no row was counted).
     public var values: MetricValues
+    /// The 95 % bootstrap intervals, when the state keeps replicates (`--bootstrap R`).
+    public var intervals: MetricIntervals?
 
     /// The report of `accumulator` under `options`.
     public init(_ accumulator: MetricAccumulator, options: MetricOptions) {
@@ -42,6 +44,7 @@ public struct MetricReport: Sendable {
         ignoredRows = accumulator.ignoredRows
         nonfiniteRows = accumulator.nonfiniteRows
         values = MetricValues(accumulator, options: options)
+        intervals = accumulator.bootstrap.map { MetricIntervals($0, options: options) }
     }
 }
 

@@ -17,6 +17,7 @@ public enum HTMLReport {
         header(document, to: &out)
         overview(document, to: &out)
         trends(document, to: &out)
+        if let comparison = document.comparison { HTMLReport.comparison(comparison, to: &out) }
         if document.groups.count != 1 {
             // With one group the group is the total; otherwise the total gets its own table and diagram.
             let total = ReportDocument.Group(key: [], shards: document.shardsOK, step: nil, completeness: nil, metrics: document.total)
@@ -76,6 +77,12 @@ public enum HTMLReport {
 
     private static func metricTable(_ g: ReportDocument.Group, settings: MetricOptions, id: String, to out: inout String) {
         let m = g.metrics, v = m.values
+        // With bootstrap replicates, the value and its 95 % interval.
+        func withInterval(_ value: Double?, _ metric: BootstrapMetric) -> String {
+            guard let intervals = m.intervals else { return HTMLText.metric(value) }
+            let bounds = intervals[metric].map { "[\(HTMLText.metric($0.lower)), \(HTMLText.metric($0.upper))]" } ?? "[–]"
+            return HTMLText.metric(value) + " " + bounds
+        }
         var rows: [(String, String)] = [("shards", String(g.shards))]
         if let c = g.completeness {
             let missing = c.missing.isEmpty ? "complete" : "missing " + c.missing.prefix(20).joined(separator: ", ") + (c.missing.count > 20 ? ", …" : "")
@@ -83,12 +90,12 @@ public enum HTMLReport {
         }
         rows += [("rows read", String(m.rows)), ("rows counted", String(m.countedRows)), ("ignored rows", String(m.ignoredRows)),
                  ("non-finite rows", String(m.nonfiniteRows)),
-                 ("loss, ε = \(settings.smoothing.description) \(settings.mode.rawValue) (nats)", HTMLText.metric(v.loss))]
+                 ("loss, ε = \(settings.smoothing.description) \(settings.mode.rawValue) (nats)", withInterval(v.loss, .loss))]
         for (e, loss) in v.lossesBySmoothing.dropFirst() { rows.append(("loss, ε = \(e) (nats)", HTMLText.metric(loss))) }
-        rows += [("NLL (nats)", HTMLText.metric(v.nll)), ("perplexity", HTMLText.metric(v.perplexity)),
-                 ("accuracy", HTMLText.metric(v.accuracy)), ("top-\(settings.topK) accuracy", HTMLText.metric(v.topKAccuracy)),
+        rows += [("NLL (nats)", withInterval(v.nll, .nll)), ("perplexity", HTMLText.metric(v.perplexity)),
+                 ("accuracy", withInterval(v.accuracy, .accuracy)), ("top-\(settings.topK) accuracy", withInterval(v.topKAccuracy, .topKAccuracy)),
                  ("mean confidence", HTMLText.metric(v.meanConfidence)), ("entropy (nats)", HTMLText.metric(v.entropy)),
-                 ("Brier score", HTMLText.metric(v.brier)), ("ECE", HTMLText.metric(v.ece)), ("MCE", HTMLText.metric(v.mce))]
+                 ("Brier score", HTMLText.metric(v.brier)), ("ECE", withInterval(v.ece, .ece)), ("MCE", HTMLText.metric(v.mce))]
         out += "<table class=\"metrics\" id=\"\(id)-metrics\"><tbody>\n"
         for (name, value) in rows {
             let warn = name == "non-finite rows" && m.nonfiniteRows > 0 ? " class=\"warn\"" : ""

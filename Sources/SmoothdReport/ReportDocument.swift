@@ -1,6 +1,7 @@
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdPipeline
+import SmoothdResults
 
 /// Everything one HTML report shows, read from the document it embeds: `{"inputs": [...], "groups": [...],
 /// "total": {...}}` as `smoothd merge --json` prints it (groups and total in the `eval --json` schema; an input is
@@ -72,6 +73,8 @@ public struct ReportDocument: Sendable {
     public var notes: [String]
     /// The document the report was read from, embedded in the page.
     public var data: JSONValue
+    /// The comparison asked for (`report --compare-a … --compare-b …`).
+    public var comparison: Comparison?
 
     /// Reads `document` (see the type's description). `steps` maps a group key's compact JSON text to its numeric
     /// meta `step` (groups not in it have none); `invalid` lists the shards not counted.

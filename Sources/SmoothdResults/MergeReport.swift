@@ -128,7 +128,7 @@ public struct MergeReport: Sendable {
             if input.kind == .directory, input.records.isEmpty, input.errors.isEmpty {
                 warnings.append("\(input.path): no *.summary.json or *.error.json in this directory (is it a serve output directory?)")
             }
-            // States of other top-k or bins, by [top-k, bins]: one error each, naming the first record.
+            // States of other top-k, bins or bootstrap R, by [top-k, bins, R]: one error each, naming the first record.
             var mismatches: [[Int]: (first: ResultRecord, count: Int)] = [:]
             var mismatchOrder: [[Int]] = []
             for record in input.records {
@@ -137,8 +137,9 @@ public struct MergeReport: Sendable {
                 case .invalid(let kind, let offset, let reason):
                     status = .invalid(kind: kind, offset: offset, reason: reason)
                 case .valid(let state):
-                    guard state.topK == metricOptions.topK, state.eceBins == metricOptions.eceBins else {
-                        let settings = [state.topK, state.eceBins]
+                    guard state.topK == metricOptions.topK, state.eceBins == metricOptions.eceBins,
+                          state.bootstrapReplicates == metricOptions.bootstrapReplicates else {
+                        let settings = [state.topK, state.eceBins, state.bootstrapReplicates]
                         if mismatches[settings] == nil { mismatchOrder.append(settings) }
                         mismatches[settings, default: (record, 0)].count += 1
                         continue
@@ -168,9 +169,11 @@ public struct MergeReport: Sendable {
                 let (first, count) = mismatches[settings]!
                 let more = count > 1 ? " (and \(count - 1) more record\(count == 2 ? "" : "s") of this input)" : ""
                 report.errors.append(ResultInputError(file: first.file, key: [first.key, "state"].compactMap { $0 }.joined(separator: "."),
-                    reason: "state computed with top-k \(settings[0]) and \(settings[1]) ECE bins\(more); this merge uses top-k "
-                        + "\(metricOptions.topK) and \(metricOptions.eceBins) ECE bins, and states cannot be converted: merge them with "
-                        + "--top-k \(settings[0]) --ece-bins \(settings[1])"))
+                    reason: "state computed with top-k \(settings[0]) and \(settings[1]) ECE bins\(MergeReport.replicates(settings[2]))\(more); "
+                        + "this merge uses top-k \(metricOptions.topK) and \(metricOptions.eceBins) ECE bins"
+                        + "\(MergeReport.replicates(metricOptions.bootstrapReplicates)), and states cannot be converted: merge them with "
+                        + "--top-k \(settings[0]) --ece-bins \(settings[1])"
+                        + (settings[2] == metricOptions.bootstrapReplicates ? "" : settings[2] > 0 ? " --bootstrap \(settings[2])" : " without --bootstrap")))
             }
             reports.append(report)
         }
@@ -218,6 +221,9 @@ public struct MergeReport: Sendable {
         self.disagreements = disagreements
         self.warnings = warnings
     }
+
+    /// `, and R bootstrap replicates` (nothing for none), for the settings of a state or a merge.
+    static func replicates(_ r: Int) -> String { r > 0 ? " and \(r) bootstrap replicates" : "" }
 
     /// Loads every path (`ResultInput.load`) and merges them.
     public init(paths: [String], options: MergeOptions) {

@@ -77,6 +77,8 @@ public struct ResultRecord: Sendable {
     public var processedAt: String?
     /// The state, or the failure.
     public var outcome: Outcome
+    /// The digest of the shard's labels (`labels_digest`), when the record has one: `smoothd compare` pairs on it.
+    public var labelsDigest: LabelDigest? = nil
 
     /// `FILE` for a record file, `FILE (shards[i], SHARD)` for an entry of an `eval --json` document.
     public var source: String {
@@ -113,7 +115,8 @@ public struct ResultInput: Sendable {
         let record: ResultRecord
         switch outcome {
         case .success(let summary):
-            record = ResultRecord(shard: path, file: path, meta: summary.header.meta, metaOmitted: false, outcome: .valid(summary.accumulator))
+            record = ResultRecord(shard: path, file: path, meta: summary.header.meta, metaOmitted: false, outcome: .valid(summary.accumulator),
+                                  labelsDigest: summary.labelsDigest)
         case .failure(let failure):
             record = ResultRecord(shard: path, file: path, meta: nil, metaOmitted: false,
                                   outcome: .invalid(kind: failure.kind.name, offset: failure.offset, reason: failure.reason))

@@ -24,6 +24,13 @@ enum ResultRecordReader {
             guard let text = time.stringValue else { return failure("processed_at", "not a string") }
             processedAt = text
         }
+        var labelsDigest: LabelDigest?
+        if let digest = record["labels_digest"] {
+            guard let read = LabelDigest(json: digest) else {
+                return failure("labels_digest", "not {\"rows\": N, \"hash\": 16 hex digits below 2^61 - 1}")
+            }
+            labelsDigest = read
+        }
         let outcome: ResultRecord.Outcome
         if ok {
             guard let state = record["state"] else {
@@ -54,7 +61,7 @@ enum ResultRecordReader {
             outcome = .invalid(kind: kind, offset: offset, reason: reason)
         }
         return .success(ResultRecord(shard: shard, file: file, key: key, meta: meta, metaOmitted: record["meta_omitted"] != nil,
-                                     processedAt: processedAt, outcome: outcome))
+                                     processedAt: processedAt, outcome: outcome, labelsDigest: labelsDigest))
     }
 
     /// `member: reason` from `MetricAccumulator`'s messages; the member is nil when the message names none.

@@ -14,12 +14,12 @@ struct MergeCommand: ParsableCommand {
         Each INPUT is an eval --json output, a NAME.summary.json or NAME.error.json, or a serve output directory \
         (its summaries and error records; subdirectories such as superseded/ are not read). Groups and total are \
         bit-identical (timing aside) to one smoothd eval over all the underlying shards with the same options. \
-        --top-k and --ece-bins must be those the states were computed with; any --smoothing, --smoothing-mode \
+        --top-k, --ece-bins and --bootstrap must be those the states were computed with; any --smoothing, --smoothing-mode \
         and --report-smoothing can be computed from a state. A shard seen twice (same identity) is counted once: \
         the later processed_at when both records have one, else the later in input order; a warning names both.
 
         Exit status: 0 when every input was read; 1 when any input is bad (unreadable, not JSON, truncated, an \
-        unknown state_version, a state whose counts do not add up, or one of another top-k or bin count): it is \
+        unknown state_version, a state whose counts do not add up, or one of another top-k, bin count or R): it is \
         named on stderr and in "inputs", and the good inputs are still merged and reported. Invalid shards (error \
         records) are counted in shards_failed and do not change the exit status. 64 for usage errors.
         """)

@@ -29,6 +29,9 @@ struct MetricOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Equal-width confidence bins for ECE.", valueName: "n"))
     var eceBins = MetricOptions().eceBins
 
+    @Option(help: ArgumentHelp("Keep R Poisson-bootstrap replicates and report 95 % intervals (states of other R do not merge). (default: none)", valueName: "R"))
+    var bootstrap: Int?
+
     @Option(help: ArgumentHelp("Worker threads. (default: number of cores)", valueName: "n"))
     var threads: Int?
 
@@ -42,6 +45,10 @@ struct MetricOptionGroup: ParsableArguments {
     /// arrive here as flags).
     func evaluationOptions() throws -> EvaluationOptions {
         var metrics = MetricOptions(smoothing: smoothing, mode: smoothingMode, topK: topK, eceBins: eceBins)
+        if let bootstrap {
+            guard bootstrap >= 1 else { throw ValidationError("--bootstrap must be in [1, \(BootstrapState.maxReplicates)] (got \(bootstrap))") }
+            metrics.bootstrapReplicates = bootstrap
+        }
         if let reportSmoothing {
             metrics.reportSmoothing = try reportSmoothing.split(separator: ",").map { part in
                 let trimmed = part.trimmingCharacters(in: .whitespaces)

@@ -21,7 +21,8 @@ struct ReportCommand: ParsableCommand {
         the metric table and a reliability diagram (rows per confidence bin above accuracy per bin, with the \
         diagonal, the gap and ECE/MCE); per (model, split) with several checkpoints, trends of loss, NLL, accuracy, \
         top-k accuracy and ECE, ordered by the numeric meta step, else by checkpoint name (digit runs as numbers); \
-        the invalid shards; and the document smoothd merge --json would print, as \
+        with --bootstrap R, 95 % intervals next to the metrics; with --compare-a and --compare-b, the comparison \
+        smoothd compare prints; the invalid shards; and the document smoothd merge --json would print, as \
         <script type="application/json" id="smoothd-data">.
 
         Exit status: 0 when every shard is valid and every input was read; 1 otherwise (the report is still \
@@ -35,14 +36,47 @@ struct ReportCommand: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: ArgumentHelp("The HTML file to write.", valueName: "file"))
     var output = "smoothd-report.html"
 
+    @Option(help: ArgumentHelp("With --compare-b: add a comparison of the group this selects (key=value[,key=value]) with --compare-b's.", valueName: "selector"))
+    var compareA: String?
+
+    @Option(help: ArgumentHelp("The B side of the comparison (differences are B − A).", valueName: "selector"))
+    var compareB: String?
+
     @Argument(help: ArgumentHelp("Shards, eval --json outputs, *.summary.json / *.error.json files, serve output directories.", valueName: "input"))
     var inputs: [String]
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one input") }
+        if (compareA == nil) != (compareB == nil) { throw ValidationError("--compare-a and --compare-b go together") }
+        for selector in [compareA, compareB].compactMap({ $0 }) {
+            do { _ = try GroupSelector(parsing: selector) } catch { throw ValidationError(error.description) }
+        }
     }
 
     func run() throws {
+        let merged = try ReportCommand.merge(inputs, metricOptions: metricOptions, runOptions: runOptions)
+        var document = try ReportDocument(merged, generatedAt: WallClock.iso8601(WallClock.now()))
+        if let compareA, let compareB {
+            do {
+                document.comparison = try Comparison(merged, a: GroupSelector(parsing: compareA), b: GroupSelector(parsing: compareB))
+            } catch {
+                FileHandle.standardError.write(Data("smoothd: error: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+        let html = HTMLReport.render(document)
+        do {
+            try Data(html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
+        } catch {
+            throw ReportWriteError(path: output, reason: error.localizedDescription)
+        }
+        FileHandle.standardError.write(Data("smoothd: wrote \(output) (\(document.groups.count) groups, \(html.utf8.count) bytes)\n".utf8))
+        if merged.hasErrors || merged.total.shardsFailed > 0 { throw ExitCode(1) }
+    }
+
+    /// Evaluates the shards among `inputs`, reads the rest, and merges them all as `smoothd merge` does, with the
+    /// warnings and input errors on stderr (`report` and `compare`).
+    static func merge(_ inputs: [String], metricOptions: MetricOptionGroup, runOptions: RunOptionGroup) throws -> MergeReport {
         let options = try metricOptions.evaluationOptions()
         let evaluator = ShardEvaluator(options: options)
         let loaded = inputs.map { path -> ResultInput in
@@ -55,15 +89,7 @@ struct ReportCommand: ParsableCommand {
                                                                failOnNonfinite: runOptions.failOnNonfinite))
         for warning in merged.warnings { FileHandle.standardError.write(Data("smoothd: warning: \(warning)\n".utf8)) }
         for error in merged.errors { FileHandle.standardError.write(Data("smoothd: error: \(error)\n".utf8)) }
-        let document = try ReportDocument(merged, generatedAt: WallClock.iso8601(WallClock.now()))
-        let html = HTMLReport.render(document)
-        do {
-            try Data(html.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
-        } catch {
-            throw ReportWriteError(path: output, reason: error.localizedDescription)
-        }
-        FileHandle.standardError.write(Data("smoothd: wrote \(output) (\(document.groups.count) groups, \(html.utf8.count) bytes)\n".utf8))
-        if merged.hasErrors || merged.total.shardsFailed > 0 { throw ExitCode(1) }
+        return merged
     }
 
     /// A shard: named `*.lshd.zst`, or a file starting with a zstd frame or a skippable frame (results are JSON text).

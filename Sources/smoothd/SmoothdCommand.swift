@@ -7,6 +7,6 @@ struct SmoothdCommand: AsyncParsableCommand {
         commandName: "smoothd",
         abstract: "Evaluate LSHD v1 shards (zstd-compressed logits and labels): label-smoothed loss, NLL, accuracy, calibration.",
         version: "0.1.0",
-        subcommands: [EvalCommand.self, MergeCommand.self, ReportCommand.self, ServeCommand.self]
+        subcommands: [EvalCommand.self, MergeCommand.self, ReportCommand.self, CompareCommand.self, ServeCommand.self]
     )
 }
