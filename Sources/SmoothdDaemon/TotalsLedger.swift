@@ -51,10 +51,12 @@ public struct TotalsLedger: Sendable {
     public mutating func addSuccess(
         _ other: MetricAccumulator, name: String, placement: ShardPlacement, time: String, file: String = ""
     ) throws(TotalsMismatchError) -> RunLedger.Shard? {
-        guard other.topK == options.topK, other.eceBins == options.eceBins else {
+        guard other.topK == options.topK, other.eceBins == options.eceBins, other.temperatures == options.allTemperatures else {
+            func sweep(_ t: [Double]) -> String { t.isEmpty ? "none" : t.map(\.description).joined(separator: ",") }
             throw TotalsMismatchError(
                 file: file,
-                detail: "top-k \(other.topK) / ece-bins \(other.eceBins), expected \(options.topK) / \(options.eceBins)")
+                detail: "top-k \(other.topK) / ece-bins \(other.eceBins) / temperatures \(sweep(other.temperatures)), "
+                    + "expected \(options.topK) / \(options.eceBins) / \(sweep(options.allTemperatures))")
         }
         note(time)
         summaryTimes[name] = time

@@ -30,20 +30,30 @@ public struct MetricOptions: Sendable, Equatable {
     public var topK: Int
     /// Number of equal-width confidence bins for ECE.
     public var eceBins: Int
+    /// Temperatures T of the sweep (`by_temperature`, `best_temperature`); empty: no sweep.
+    public var temperatures: [Double]
 
     /// Creates options; the defaults are ε = 0.1 (uniform), top-5 and 15 ECE bins.
-    public init(smoothing: Double = 0.1, mode: SmoothingMode = .uniform, reportSmoothing: [Double] = [], topK: Int = 5, eceBins: Int = 15) {
+    public init(smoothing: Double = 0.1, mode: SmoothingMode = .uniform, reportSmoothing: [Double] = [], topK: Int = 5, eceBins: Int = 15, temperatures: [Double] = []) {
         self.smoothing = smoothing
         self.mode = mode
         self.reportSmoothing = reportSmoothing
         self.topK = topK
         self.eceBins = eceBins
+        self.temperatures = temperatures
     }
 
     /// The ε values reported in `losses_by_smoothing`: the main one first, then the extra ones, without repeats.
     public var allSmoothingValues: [Double] {
         var values = [smoothing]
         for e in reportSmoothing where !values.contains(e) { values.append(e) }
+        return values
+    }
+
+    /// The temperatures swept, in the order given, without repeats.
+    public var allTemperatures: [Double] {
+        var values: [Double] = []
+        for t in temperatures where !values.contains(t) { values.append(t) }
         return values
     }
 
@@ -54,6 +64,7 @@ public struct MetricOptions: Sendable, Equatable {
             found.append("smoothing \(e) is outside [0, 1]")
         }
         if topK < 1 { found.append("top-k must be at least 1 (got \(topK))") }
+        for t in temperatures where !(t > 0 && t.isFinite) { found.append("temperature \(t) is not a finite number > 0") }
         if !(1...10_000).contains(eceBins) { found.append("ece-bins must be in [1, 10000] (got \(eceBins))") }
         return found
     }

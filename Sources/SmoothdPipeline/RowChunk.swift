@@ -44,6 +44,7 @@ final class RowChunk: @unchecked Sendable {
         let batch = 256
         let statistics = UnsafeMutablePointer<RowStatistics>.allocate(capacity: batch)
         defer { statistics.deallocate() }
+        let sweep = options.temperatures.isEmpty ? nil : TemperatureSweep(header: header, rowBytes: rowBytes, betas: accumulator.temperatures.map { 1 / $0 }, batch: batch)
         labels.withUnsafeBufferPointer { labels in
             var start = 0
             while start < rowCount {
@@ -52,6 +53,7 @@ final class RowChunk: @unchecked Sendable {
                 for r in 0..<count {
                     if labels[start + r] == ignore { accumulator.addIgnoredRow() } else { accumulator.add(statistics[r]) }
                 }
+                if let sweep { sweep.add(base + start * rowBytes, labels.baseAddress! + start, count, statistics, &accumulator) }
                 start += count
             }
         }

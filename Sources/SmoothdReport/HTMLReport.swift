@@ -86,13 +86,15 @@ public enum HTMLReport {
         rows += [("NLL (nats)", HTMLText.metric(m.nll)), ("perplexity", HTMLText.metric(m.perplexity)),
                  ("accuracy", HTMLText.metric(m.accuracy)), ("top-\(settings.topK) accuracy", HTMLText.metric(m.topKAccuracy)),
                  ("mean confidence", HTMLText.metric(m.meanConfidence)), ("entropy (nats)", HTMLText.metric(m.entropy)),
-                 ("Brier score", HTMLText.metric(m.brier)), ("ECE", HTMLText.metric(m.ece)), ("MCE", HTMLText.metric(m.mce))]
+                 ("Brier score", HTMLText.metric(m.brier)), ("ECE", HTMLText.metric(m.ece)), ("adaptive ECE", HTMLText.metric(m.adaptiveECE)),
+                 ("MCE", HTMLText.metric(m.mce))]
         out += "<table class=\"metrics\" id=\"\(id)-metrics\"><tbody>\n"
         for (name, value) in rows {
             let warn = name == "non-finite rows" && m.nonfiniteRows > 0 ? " class=\"warn\"" : ""
             out += "<tr\(warn)><th>\(HTMLText.escape(name))</th><td>\(HTMLText.escape(value))</td></tr>\n"
         }
         out += "</tbody></table>\n"
+        temperatureTable(m, id: id, to: &out)
     }
 
     private static func trends(_ d: ReportDocument, to out: inout String) {

@@ -1,4 +1,5 @@
 import SmoothdJSON
+import SmoothdMetrics
 
 /// Everything one HTML report shows, read from the document it embeds: `{"inputs": [...], "groups": [...],
 /// "total": {...}}` as `smoothd merge --json` prints it (groups and total in the `eval --json` schema; an input is
@@ -65,6 +66,12 @@ public struct ReportDocument: Sendable {
         public var lossesBySmoothing: [(smoothing: String, loss: Double?)]
         /// The reliability bins, lowest confidence first.
         public var bins: [Bin]
+        /// Adaptive (equal-mass) ECE; nil when absent (older documents) or null.
+        public var adaptiveECE: Double? = nil
+        /// The temperature sweep, in the document's order (empty without one).
+        public var byTemperature: [TemperatureValues] = []
+        /// The best temperature, when the document has one.
+        public var bestTemperature: BestTemperatureRow? = nil
     }
 
     /// Ranks expected and present in a group whose shards state `num_shards`.
@@ -213,7 +220,9 @@ private struct Reader {
             accuracy: try optional(o, "accuracy", in: place), topKAccuracy: try optional(o, "top_k_accuracy", in: place),
             meanConfidence: try optional(o, "mean_confidence", in: place), entropy: try optional(o, "entropy", in: place),
             brier: try optional(o, "brier", in: place), ece: try optional(o, "ece", in: place), mce: try optional(o, "mce", in: place),
-            lossesBySmoothing: losses.map { ($0.0, $0.1.doubleValue) }, bins: bins)
+            lossesBySmoothing: losses.map { ($0.0, $0.1.doubleValue) }, bins: bins,
+            adaptiveECE: o["adaptive_ece"]?.doubleValue, byTemperature: try ReportDocument.temperatureRows(o, in: place),
+            bestTemperature: try ReportDocument.bestTemperature(o, in: place))
     }
 
     func completeness(_ c: JSONValue, in place: String) throws(ReportInputError) -> ReportDocument.Completeness {

@@ -128,17 +128,17 @@ public struct MergeReport: Sendable {
             if input.kind == .directory, input.records.isEmpty, input.errors.isEmpty {
                 warnings.append("\(input.path): no *.summary.json or *.error.json in this directory (is it a serve output directory?)")
             }
-            // States of other top-k or bins, by [top-k, bins]: one error each, naming the first record.
-            var mismatches: [[Int]: (first: ResultRecord, count: Int)] = [:]
-            var mismatchOrder: [[Int]] = []
+            // States of other top-k, bins or temperatures: one error each, naming the first record.
+            var mismatches: [StateSettings: (first: ResultRecord, count: Int)] = [:]
+            var mismatchOrder: [StateSettings] = []
             for record in input.records {
                 let status: Status
                 switch record.outcome {
                 case .invalid(let kind, let offset, let reason):
                     status = .invalid(kind: kind, offset: offset, reason: reason)
                 case .valid(let state):
-                    guard state.topK == metricOptions.topK, state.eceBins == metricOptions.eceBins else {
-                        let settings = [state.topK, state.eceBins]
+                    let settings = StateSettings(state)
+                    guard settings == StateSettings(metricOptions) else {
                         if mismatches[settings] == nil { mismatchOrder.append(settings) }
                         mismatches[settings, default: (record, 0)].count += 1
                         continue
@@ -167,10 +167,10 @@ public struct MergeReport: Sendable {
             for settings in mismatchOrder {
                 let (first, count) = mismatches[settings]!
                 let more = count > 1 ? " (and \(count - 1) more record\(count == 2 ? "" : "s") of this input)" : ""
+                let expected = StateSettings(metricOptions), sweep = settings.temperatures != expected.temperatures
                 report.errors.append(ResultInputError(file: first.file, key: [first.key, "state"].compactMap { $0 }.joined(separator: "."),
-                    reason: "state computed with top-k \(settings[0]) and \(settings[1]) ECE bins\(more); this merge uses top-k "
-                        + "\(metricOptions.topK) and \(metricOptions.eceBins) ECE bins, and states cannot be converted: merge them with "
-                        + "--top-k \(settings[0]) --ece-bins \(settings[1])"))
+                    reason: "state computed with \(settings.phrase(sweep: sweep))\(more); this merge uses \(expected.phrase(sweep: sweep)), "
+                        + "and states cannot be converted: merge them with \(settings.flags(sweep: sweep))"))
             }
             reports.append(report)
         }
