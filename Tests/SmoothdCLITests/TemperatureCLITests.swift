@@ -106,7 +106,8 @@ func badTemperaturesAreRefused(_ value: String) throws {
     let result = try runSmoothd(["report", "--output", page] + StatsFixtures.flags("uniform_b15") + checkpointFiles.map { StatsFixtures.path($0) })
     #expect(result.status == 0, "\(result.stderr)")
     let html = try String(contentsOfFile: page, encoding: .utf8)
-    #expect(html.contains("<table class=\"temperatures\" id=\"total-temperatures\">"), "\(html.prefix(2000))")
+    // One group (one checkpoint): its section, and no separate total section.
+    #expect(html.contains("<table class=\"temperatures\" id=\"group-0-temperatures\">"), "\(html.prefix(2000))")
     for key in ["0.5", "0.75", "1.0", "1.5", "2.0", "3.0"] { #expect(html.contains("<tr><th>\(key)</th>"), "row \(key)") }
     #expect(html.contains("best T = "))
     #expect(html.contains("<th>adaptive ECE</th>"))
