@@ -75,7 +75,7 @@ let package = Package(
         // per group exactly: `smoothd merge` and `smoothd report`. Pure apart from reading files; no daemon.
         module("SmoothdResults", ["SmoothdJSON", "SmoothdMetrics", "SmoothdRuns", "SmoothdPipeline"]),
         // The HTML report (reliability diagrams, checkpoint trends): a pure renderer of a typed document.
-        module("SmoothdReport", ["SmoothdJSON", "SmoothdPipeline", "SmoothdRuns", "SmoothdResults"]),
+        module("SmoothdReport", ["SmoothdJSON", "SmoothdMetrics", "SmoothdPipeline", "SmoothdRuns", "SmoothdResults"]),
         // Test support shared by the test suites, the benchmarks and the fuzz target: SplitMix, fuzz inputs, reference comparison.
         module("SmoothdTesting", ["Zstd", "SmoothdJSON"]),
         // The spool service: detection, claim/commit, totals, metrics, systemd integration.

@@ -51,11 +51,13 @@ public struct TotalsLedger: Sendable {
     public mutating func addSuccess(
         _ other: MetricAccumulator, name: String, placement: ShardPlacement, time: String, file: String = ""
     ) throws(TotalsMismatchError) -> RunLedger.Shard? {
-        guard other.topK == options.topK, other.eceBins == options.eceBins, other.bootstrapReplicates == options.bootstrapReplicates else {
+        guard other.topK == options.topK, other.eceBins == options.eceBins, other.temperatures == options.allTemperatures,
+              other.bootstrapReplicates == options.bootstrapReplicates else {
+            func sweep(_ t: [Double]) -> String { t.isEmpty ? "none" : t.map(\.description).joined(separator: ",") }
             throw TotalsMismatchError(
                 file: file,
-                detail: "top-k \(other.topK) / ece-bins \(other.eceBins) / bootstrap \(other.bootstrapReplicates), "
-                    + "expected \(options.topK) / \(options.eceBins) / \(options.bootstrapReplicates)")
+                detail: "top-k \(other.topK) / ece-bins \(other.eceBins) / temperatures \(sweep(other.temperatures)) / bootstrap \(other.bootstrapReplicates), "
+                    + "expected \(options.topK) / \(options.eceBins) / \(sweep(options.allTemperatures)) / \(options.bootstrapReplicates)")
         }
         note(time)
         summaryTimes[name] = time

@@ -41,12 +41,20 @@ public struct MetricAccumulator: Sendable, Equatable {
     public var binConfidence: [ExactSum]
     /// The Poisson-bootstrap replicate sums, when `--bootstrap R` asked for them (`BootstrapState`).
     public var bootstrap: BootstrapState?
+    /// The temperatures swept (MetricOptions.allTemperatures), empty when none.
+    public let temperatures: [Double]
+    /// The sums of each temperature, in `temperatures` order.
+    public var temperatureSums: [TemperatureSums]
+    /// The fine confidence histogram for adaptive ECE; nil when part of the state was read from a version-1 state.
+    public var confidenceHistogram: ConfidenceHistogram? = ConfidenceHistogram()
 
     /// An empty state.
-    public init(topK: Int = 5, eceBins: Int = 15) {
+    public init(topK: Int = 5, eceBins: Int = 15, temperatures: [Double] = []) {
         precondition(topK >= 1 && eceBins >= 1)
         self.topK = topK
         self.eceBins = eceBins
+        self.temperatures = temperatures
+        temperatureSums = temperatures.map { TemperatureSums(temperature: $0, eceBins: eceBins) }
         binCounts = Array(repeating: 0, count: eceBins)
         binCorrect = Array(repeating: 0, count: eceBins)
         binConfidence = Array(repeating: ExactSum(), count: eceBins)
@@ -54,7 +62,7 @@ public struct MetricAccumulator: Sendable, Equatable {
 
     /// An empty state for `options`.
     public init(options: MetricOptions) {
-        self.init(topK: options.topK, eceBins: options.eceBins)
+        self.init(topK: options.topK, eceBins: options.eceBins, temperatures: options.allTemperatures)
         if options.bootstrapReplicates > 0 { bootstrap = BootstrapState(replicates: options.bootstrapReplicates, eceBins: eceBins) }
     }
 
@@ -87,12 +95,13 @@ public struct MetricAccumulator: Sendable, Equatable {
         binCounts[bin] &+= 1
         if isCorrect { binCorrect[bin] &+= 1 }
         binConfidence[bin].add(row.confidence)
+        confidenceHistogram?.add(confidence: row.confidence, correct: isCorrect)
     }
 
     /// Adds everything counted in `other` (which must use the same top-k and bins).
     public mutating func merge(_ other: MetricAccumulator) {
-        precondition(topK == other.topK && eceBins == other.eceBins && bootstrapReplicates == other.bootstrapReplicates,
-                     "merging states computed with different options")
+        precondition(topK == other.topK && eceBins == other.eceBins && temperatures == other.temperatures
+                     && bootstrapReplicates == other.bootstrapReplicates, "merging states computed with different options")
         if let replicates = other.bootstrap { bootstrap!.merge(replicates) }
         rows &+= other.rows
         countedRows &+= other.countedRows
@@ -111,13 +120,14 @@ public struct MetricAccumulator: Sendable, Equatable {
             binCorrect[b] &+= other.binCorrect[b]
             binConfidence[b].add(other.binConfidence[b])
         }
+        mergeStatistics(other)
     }
 }
 
 extension MetricAccumulator {
     /// The `state_version` written (docs/STATE-FORMAT.md). States written before it existed have no
     /// `state_version` and the same layout: they read as version 1.
-    public static let stateVersion: Int64 = 1
+    public static let stateVersion: Int64 = 2
 
     /// The exact state (docs/STATE-FORMAT.md), for persisting next to a summary and merging later.
     public func jsonState() -> JSONValue {
@@ -132,7 +142,7 @@ extension MetricAccumulator {
             ("bin_counts", .array(binCounts.map { .int(Int64($0)) })),
             ("bin_correct", .array(binCorrect.map { .int(Int64($0)) })),
             ("bin_confidence", .array(binConfidence.map(\.jsonState))),
-        ]
+        ] + statisticsStateMembers
         if let bootstrap { members.append(("bootstrap", bootstrap.jsonState)) }
         return .object(members)
     }
@@ -141,30 +151,23 @@ extension MetricAccumulator {
     /// Errors name the member at fault (`rows`, `bin_counts[3]`, …).
     public init(jsonState state: JSONValue) throws(MetricStateError) {
         guard state.objectMembers != nil else { throw MetricStateError("the state is not a JSON object") }
+        var stateVersion: Int64 = 1
         if let version = state["state_version"] {
-            guard version.intValue == MetricAccumulator.stateVersion else {
-                throw MetricStateError("state_version: unknown state_version \(version.serialized()) (this smoothd reads \(MetricAccumulator.stateVersion))")
+            guard let v = version.intValue, (1...MetricAccumulator.stateVersion).contains(v) else {
+                throw MetricStateError("state_version: unknown state_version \(version.serialized()) (this smoothd reads 1 to \(MetricAccumulator.stateVersion))")
             }
+            stateVersion = v
         }
         func count(_ value: JSONValue?, _ key: String) throws(MetricStateError) -> UInt64 {
             guard let value else { throw MetricStateError("\(key): missing") }
             guard let v = value.intValue, v >= 0 else { throw MetricStateError("\(key): \(value.serialized()) is not an integer >= 0") }
             return UInt64(v)
         }
-        func sum(_ value: JSONValue?, _ key: String) throws(MetricStateError) -> ExactSum {
-            guard let value else { throw MetricStateError("\(key): missing") }
-            // Nearly every sum has no wide part: read it without building (and normalizing) an empty superaccumulator.
-            if value["wide"]?.arrayValue?.isEmpty == true, let text = value["fixed"]?.stringValue, let fixed = Int128(text) {
-                var sum = ExactSum()
-                sum.fixed = fixed
-                return sum
-            }
-            do { return try ExactSum(jsonState: value) } catch { throw MetricStateError("\(key): \(error.description)") }
-        }
+        func sum(_ value: JSONValue?, _ key: String) throws(MetricStateError) -> ExactSum { try ExactSum(stateMember: value, key: key) }
         let topK = Int(try count(state["top_k"], "top_k")), bins = Int(try count(state["ece_bins"], "ece_bins"))
         guard topK >= 1 else { throw MetricStateError("top_k: \(topK) is not >= 1") }
         guard (1...10_000).contains(bins) else { throw MetricStateError("ece_bins: \(bins) is not in [1, 10000]") }
-        self.init(topK: topK, eceBins: bins)
+        self.init(topK: topK, eceBins: bins, temperatures: try MetricAccumulator.stateTemperatures(state, version: stateVersion))
         let counts: [(String, WritableKeyPath<MetricAccumulator, UInt64>)] = [
             ("rows", \.rows), ("counted_rows", \.countedRows), ("ignored_rows", \.ignoredRows),
             ("nonfinite_rows", \.nonfiniteRows), ("correct", \.correct), ("top_k_hits", \.topKHits),
@@ -188,6 +191,7 @@ extension MetricAccumulator {
             binConfidence[b] = try sum(confidences[b], "bin_confidence[\(b)]")
         }
         if let replicates = state["bootstrap"] { bootstrap = try BootstrapState(jsonState: replicates, eceBins: eceBins) }
+        try readStatistics(state, version: stateVersion)
     }
 }
 
@@ -227,6 +231,6 @@ extension MetricAccumulator {
             let sums = [("nll_sum", nllSum), ("uniform_sum", uniformSum), ("others_sum", othersSum), ("entropy_sum", entropySum), ("brier_sum", brierSum)]
             for (name, sum) in sums where sum != ExactSum() { problems.append("no row is counted but \(name) is not 0") }
         }
-        return problems + (bootstrap?.inconsistencies ?? [])
+        return problems + statisticsInconsistencies + (bootstrap?.inconsistencies ?? [])
     }
 }

@@ -30,17 +30,20 @@ public struct MetricOptions: Sendable, Equatable {
     public var topK: Int
     /// Number of equal-width confidence bins for ECE.
     public var eceBins: Int
+    /// Temperatures T of the sweep (`by_temperature`, `best_temperature`); empty: no sweep.
+    public var temperatures: [Double]
     /// R, the Poisson-bootstrap replicates kept for intervals; 0 (the default) keeps none.
     public var bootstrapReplicates: Int
 
-    /// Creates options; the defaults are ε = 0.1 (uniform), top-5, 15 ECE bins and no bootstrap.
+    /// Creates options; the defaults are ε = 0.1 (uniform), top-5, 15 ECE bins, no temperature sweep and no bootstrap.
     public init(smoothing: Double = 0.1, mode: SmoothingMode = .uniform, reportSmoothing: [Double] = [], topK: Int = 5, eceBins: Int = 15,
-                bootstrapReplicates: Int = 0) {
+                temperatures: [Double] = [], bootstrapReplicates: Int = 0) {
         self.smoothing = smoothing
         self.mode = mode
         self.reportSmoothing = reportSmoothing
         self.topK = topK
         self.eceBins = eceBins
+        self.temperatures = temperatures
         self.bootstrapReplicates = bootstrapReplicates
     }
 
@@ -51,6 +54,13 @@ public struct MetricOptions: Sendable, Equatable {
         return values
     }
 
+    /// The temperatures swept, in the order given, without repeats.
+    public var allTemperatures: [Double] {
+        var values: [Double] = []
+        for t in temperatures where !values.contains(t) { values.append(t) }
+        return values
+    }
+
     /// Problems with these options, phrased for a command line; empty when they are usable.
     public var problems: [String] {
         var found: [String] = []
@@ -58,6 +68,7 @@ public struct MetricOptions: Sendable, Equatable {
             found.append("smoothing \(e) is outside [0, 1]")
         }
         if topK < 1 { found.append("top-k must be at least 1 (got \(topK))") }
+        for t in temperatures where !(t > 0 && t.isFinite) { found.append("temperature \(t) is not a finite number > 0") }
         if !(1...10_000).contains(eceBins) { found.append("ece-bins must be in [1, 10000] (got \(eceBins))") }
         found += bootstrapProblems
         return found

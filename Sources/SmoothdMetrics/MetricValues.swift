@@ -28,6 +28,12 @@ public struct MetricValues: Sendable, Equatable {
     public var mce: Double?
     /// The confidence bins ECE and MCE are computed from, lowest first (empty ones included).
     public var reliability: [ReliabilityBin]
+    /// Adaptive (equal-mass) ECE from the confidence histogram; nil also when part of the state is version 1.
+    public var adaptiveECE: Double?
+    /// The sweep's metrics per temperature, in `MetricOptions.allTemperatures` order (empty without a sweep).
+    public var byTemperature: [TemperatureValues] = []
+    /// The best temperature (nil without a sweep or counted rows).
+    public var bestTemperature: BestTemperature?
 
     /// Computes the values of `accumulator` under `options`.
     public init(_ accumulator: MetricAccumulator, options: MetricOptions) {
@@ -35,6 +41,7 @@ public struct MetricValues: Sendable, Equatable {
         reliability = (0..<accumulator.eceBins).map { ReliabilityBin(accumulator, bin: $0) }
         guard accumulator.countedRows > 0 else {
             lossesBySmoothing = values.map { ($0, nil) }
+            computeStatistics(accumulator, options: options)
             return
         }
         let n = Double(accumulator.countedRows)
@@ -50,14 +57,8 @@ public struct MetricValues: Sendable, Equatable {
         meanConfidence = accumulator.confidenceSum.value / n
         entropy = accumulator.entropySum.value / n
         brier = accumulator.brierSum.value / n
-        var gap = 0.0, maxGap = 0.0
-        for b in 0..<accumulator.eceBins where accumulator.binCounts[b] > 0 {
-            let binGap = abs(Double(accumulator.binCorrect[b]) - accumulator.binConfidence[b].value)
-            gap += binGap
-            maxGap = max(maxGap, binGap / Double(accumulator.binCounts[b]))
-        }
-        ece = gap / n
-        mce = maxGap
+        (ece, mce) = MetricValues.calibration(counts: accumulator.binCounts, correct: accumulator.binCorrect, confidence: accumulator.binConfidence, rows: n)
+        computeStatistics(accumulator, options: options)
     }
 
     /// Compares all values, the per-ε losses included.
@@ -65,6 +66,7 @@ public struct MetricValues: Sendable, Equatable {
         lhs.loss == rhs.loss && lhs.nll == rhs.nll && lhs.perplexity == rhs.perplexity && lhs.accuracy == rhs.accuracy
             && lhs.topKAccuracy == rhs.topKAccuracy && lhs.meanConfidence == rhs.meanConfidence && lhs.entropy == rhs.entropy
             && lhs.brier == rhs.brier && lhs.ece == rhs.ece && lhs.mce == rhs.mce && lhs.reliability == rhs.reliability
+            && lhs.adaptiveECE == rhs.adaptiveECE && lhs.byTemperature == rhs.byTemperature && lhs.bestTemperature == rhs.bestTemperature
             && lhs.lossesBySmoothing.count == rhs.lossesBySmoothing.count
             && zip(lhs.lossesBySmoothing, rhs.lossesBySmoothing).allSatisfy { $0.smoothing == $1.smoothing && $0.loss == $1.loss }
     }

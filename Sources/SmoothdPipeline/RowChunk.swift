@@ -46,6 +46,7 @@ final class RowChunk: @unchecked Sendable {
         let batch = 256
         let statistics = UnsafeMutablePointer<RowStatistics>.allocate(capacity: batch)
         defer { statistics.deallocate() }
+        let sweep = options.temperatures.isEmpty ? nil : TemperatureSweep(header: header, rowBytes: rowBytes, betas: accumulator.temperatures.map { 1 / $0 }, batch: batch)
         labels.withUnsafeBufferPointer { labels in
             var start = 0
             while start < rowCount {
@@ -56,6 +57,7 @@ final class RowChunk: @unchecked Sendable {
                 }
                 accumulator.bootstrap?.add(rows: statistics, labels: labels.baseAddress! + start, count: count, ignoreIndex: ignore,
                                            firstRow: firstRow + UInt64(start), seed: seed, topK: options.topK)
+                if let sweep { sweep.add(base + start * rowBytes, labels.baseAddress! + start, count, statistics, &accumulator) }
                 start += count
             }
         }

@@ -21,10 +21,11 @@ public enum ShardReport {
 }
 
 extension ReportSettings: JSONObjectEncodable {
-    /// `smoothing`, `smoothing_mode`, `top_k`, `ece_bins`.
+    /// `smoothing`, `smoothing_mode`, `top_k`, `ece_bins`, and `temperatures` when there is a sweep.
     public var jsonMembers: [(String, JSONValue)] {
         [("smoothing", .double(smoothing)), ("smoothing_mode", .string(mode.rawValue)),
          ("top_k", .int(Int64(topK))), ("ece_bins", .int(Int64(eceBins)))]
+            + (temperatures.isEmpty ? [] : [("temperatures", .array(temperatures.map { .double($0) }))])
     }
 }
 
@@ -54,10 +55,11 @@ extension MetricReport: JSONObjectEncodable {
             ("brier", .number(values.brier)),
             ("ece", .number(values.ece)),
             ("mce", .number(values.mce)),
+        ] + values.adaptiveMembers + [
             ("losses_by_smoothing", .object(values.lossesBySmoothing.map { (ShardReport.smoothingKey($0.smoothing), .number($0.loss)) })),
         ] + (intervals.map { [("intervals", $0.json)] } ?? []) + [
             ("reliability", .array(values.reliability.map(\.json))),
-        ]
+        ] + values.temperatureMembers
     }
 }
 

@@ -12,6 +12,8 @@ public struct ReportSettings: Sendable, Equatable {
     public var topK: Int
     /// Bins of `ece`.
     public var eceBins: Int
+    /// Temperatures of `by_temperature` (empty without a sweep).
+    public var temperatures: [Double]
 
     /// The settings of `options`.
     public init(_ options: MetricOptions) {
@@ -19,6 +21,7 @@ public struct ReportSettings: Sendable, Equatable {
         mode = options.mode
         topK = options.topK
         eceBins = options.eceBins
+        temperatures = options.allTemperatures
     }
 }
 

@@ -95,13 +95,15 @@ public enum HTMLReport {
         rows += [("NLL (nats)", withInterval(v.nll, .nll)), ("perplexity", HTMLText.metric(v.perplexity)),
                  ("accuracy", withInterval(v.accuracy, .accuracy)), ("top-\(settings.topK) accuracy", withInterval(v.topKAccuracy, .topKAccuracy)),
                  ("mean confidence", HTMLText.metric(v.meanConfidence)), ("entropy (nats)", HTMLText.metric(v.entropy)),
-                 ("Brier score", HTMLText.metric(v.brier)), ("ECE", withInterval(v.ece, .ece)), ("MCE", HTMLText.metric(v.mce))]
+                 ("Brier score", HTMLText.metric(v.brier)), ("ECE", withInterval(v.ece, .ece)), ("adaptive ECE", HTMLText.metric(v.adaptiveECE)),
+                 ("MCE", HTMLText.metric(v.mce))]
         out += "<table class=\"metrics\" id=\"\(id)-metrics\"><tbody>\n"
         for (name, value) in rows {
             let warn = name == "non-finite rows" && m.nonfiniteRows > 0 ? " class=\"warn\"" : ""
             out += "<tr\(warn)><th>\(HTMLText.escape(name))</th><td>\(HTMLText.escape(value))</td></tr>\n"
         }
         out += "</tbody></table>\n"
+        temperatureTable(m, id: id, to: &out)
     }
 
     private static func trends(_ d: ReportDocument, to out: inout String) {

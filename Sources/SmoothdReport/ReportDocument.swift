@@ -147,8 +147,17 @@ private struct Reader {
             guard let e = Double(key) else { throw ReportInputError("total.losses_by_smoothing: key \(key) is not a number") }
             extra.append(e)
         }
+        var temperatures: [Double] = []
+        if let sweep = total["by_temperature"] {
+            guard let members = sweep.objectMembers else { throw ReportInputError("total.by_temperature is not an object") }
+            for (key, _) in members {
+                guard let t = Double(key), t > 0, t.isFinite else { throw ReportInputError("total.by_temperature: key '\(key)' is not a temperature") }
+                temperatures.append(t)
+            }
+        }
         return MetricOptions(smoothing: try number(total, "smoothing", in: "total"), mode: mode, reportSmoothing: extra,
-                             topK: Int(try count(total, "top_k", in: "total")), eceBins: Int(try count(total, "ece_bins", in: "total")))
+                             topK: Int(try count(total, "top_k", in: "total")), eceBins: Int(try count(total, "ece_bins", in: "total")),
+                             temperatures: temperatures)
     }
 
     /// The counts and metrics of `o`'s exact `state` under `options`: computed as eval, merge and serve compute them.
@@ -156,8 +165,9 @@ private struct Reader {
         guard let state = o["state"] else { throw ReportInputError("\(place).state is missing") }
         let accumulator: MetricAccumulator
         do { accumulator = try MetricAccumulator(jsonState: state) } catch { throw ReportInputError("\(place).state: \(error.description)") }
-        guard accumulator.topK == options.topK, accumulator.eceBins == options.eceBins else {
-            throw ReportInputError("\(place).state has top_k \(accumulator.topK) and ece_bins \(accumulator.eceBins), the total \(options.topK) and \(options.eceBins)")
+        guard accumulator.topK == options.topK, accumulator.eceBins == options.eceBins, accumulator.temperatures == options.allTemperatures else {
+            throw ReportInputError("\(place).state has top_k \(accumulator.topK), ece_bins \(accumulator.eceBins) and temperatures \(accumulator.temperatures), "
+                                   + "the total \(options.topK), \(options.eceBins) and \(options.allTemperatures)")
         }
         return MetricReport(accumulator, options: options)
     }

@@ -128,18 +128,17 @@ public struct MergeReport: Sendable {
             if input.kind == .directory, input.records.isEmpty, input.errors.isEmpty {
                 warnings.append("\(input.path): no *.summary.json or *.error.json in this directory (is it a serve output directory?)")
             }
-            // States of other top-k, bins or bootstrap R, by [top-k, bins, R]: one error each, naming the first record.
-            var mismatches: [[Int]: (first: ResultRecord, count: Int)] = [:]
-            var mismatchOrder: [[Int]] = []
+            // States of other top-k, bins, temperatures or bootstrap R: one error each, naming the first record.
+            var mismatches: [StateSettings: (first: ResultRecord, count: Int)] = [:]
+            var mismatchOrder: [StateSettings] = []
             for record in input.records {
                 let status: Status
                 switch record.outcome {
                 case .invalid(let kind, let offset, let reason):
                     status = .invalid(kind: kind, offset: offset, reason: reason)
                 case .valid(let state):
-                    guard state.topK == metricOptions.topK, state.eceBins == metricOptions.eceBins,
-                          state.bootstrapReplicates == metricOptions.bootstrapReplicates else {
-                        let settings = [state.topK, state.eceBins, state.bootstrapReplicates]
+                    let settings = StateSettings(state)
+                    guard settings == StateSettings(metricOptions) else {
                         if mismatches[settings] == nil { mismatchOrder.append(settings) }
                         mismatches[settings, default: (record, 0)].count += 1
                         continue
@@ -168,12 +167,10 @@ public struct MergeReport: Sendable {
             for settings in mismatchOrder {
                 let (first, count) = mismatches[settings]!
                 let more = count > 1 ? " (and \(count - 1) more record\(count == 2 ? "" : "s") of this input)" : ""
+                let expected = StateSettings(metricOptions)
                 report.errors.append(ResultInputError(file: first.file, key: [first.key, "state"].compactMap { $0 }.joined(separator: "."),
-                    reason: "state computed with top-k \(settings[0]) and \(settings[1]) ECE bins\(MergeReport.replicates(settings[2]))\(more); "
-                        + "this merge uses top-k \(metricOptions.topK) and \(metricOptions.eceBins) ECE bins"
-                        + "\(MergeReport.replicates(metricOptions.bootstrapReplicates)), and states cannot be converted: merge them with "
-                        + "--top-k \(settings[0]) --ece-bins \(settings[1])"
-                        + (settings[2] == metricOptions.bootstrapReplicates ? "" : settings[2] > 0 ? " --bootstrap \(settings[2])" : " without --bootstrap")))
+                    reason: "state computed with \(settings.phrase(against: expected))\(more); this merge uses \(expected.phrase(against: settings)), "
+                        + "and states cannot be converted: merge them with \(settings.flags(against: expected))"))
             }
             reports.append(report)
         }
@@ -221,9 +218,6 @@ public struct MergeReport: Sendable {
         self.disagreements = disagreements
         self.warnings = warnings
     }
-
-    /// `, and R bootstrap replicates` (nothing for none), for the settings of a state or a merge.
-    static func replicates(_ r: Int) -> String { r > 0 ? " and \(r) bootstrap replicates" : "" }
 
     /// Loads every path (`ResultInput.load`) and merges them.
     public init(paths: [String], options: MergeOptions) {

@@ -29,6 +29,9 @@ struct MetricOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Equal-width confidence bins for ECE.", valueName: "n"))
     var eceBins = MetricOptions().eceBins
 
+    @Option(help: ArgumentHelp("Temperatures T > 0 to sweep (metrics of softmax(z/T) and the best T), comma-separated.", valueName: "T1,T2,…"))
+    var temperatures: String?
+
     @Option(help: ArgumentHelp("Keep R Poisson-bootstrap replicates and report 95 % intervals (states of other R do not merge). (default: none)", valueName: "R"))
     var bootstrap: Int?
 
@@ -54,6 +57,15 @@ struct MetricOptionGroup: ParsableArguments {
                 let trimmed = part.trimmingCharacters(in: .whitespaces)
                 guard let e = Double(trimmed) else { throw ValidationError("invalid --report-smoothing value '\(trimmed)'") }
                 return e
+            }
+        }
+        if let temperatures {
+            metrics.temperatures = try temperatures.split(separator: ",", omittingEmptySubsequences: false).map { part in
+                let trimmed = part.trimmingCharacters(in: .whitespaces)
+                guard let t = Double(trimmed), t > 0, t.isFinite else {
+                    throw ValidationError("invalid --temperatures value '\(trimmed)' (each temperature must be a finite number > 0)")
+                }
+                return t
             }
         }
         if let problem = metrics.problems.first { throw ValidationError(problem) }

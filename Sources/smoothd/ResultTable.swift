@@ -41,11 +41,11 @@ enum ResultTable {
     static func render(_ shards: [ShardRow], groups: [GroupReport], total: TotalReport, notes: [String], preamble: [String] = [],
                        options: MetricOptions) -> String {
         let columns = ["shard", "rows", "counted", "ignored", "nonfinite", "loss", "nll", "ppl", "acc", "top\(options.topK)",
-                       "conf", "entropy", "brier", "ece"]
+                       "conf", "entropy", "brier", "ece", "aECE"]
         func metricRow(_ name: String, _ metrics: MetricReport) -> [String] {
             let v = metrics.values
             return [name, String(metrics.rows), String(metrics.countedRows), String(metrics.ignoredRows), String(metrics.nonfiniteRows)]
-                + [v.loss, v.nll, v.perplexity, v.accuracy, v.topKAccuracy, v.meanConfidence, v.entropy, v.brier, v.ece].map(number)
+                + [v.loss, v.nll, v.perplexity, v.accuracy, v.topKAccuracy, v.meanConfidence, v.entropy, v.brier, v.ece, v.adaptiveECE].map(number)
         }
         // A shard and a note in place of its numbers; the note does not widen the rows column.
         func textRow(_ name: String, _ text: String) -> [String] { [name, text] }

@@ -194,7 +194,7 @@ func mergeOfMixedInputsEqualsOneEval(_ split: MixedSplit) throws {
         ("not-json.summary.json", "this is not JSON\n", ["not JSON", "byte 0"]),
         ("truncated.summary.json", String(summaryText.prefix(summaryText.count / 2)), ["truncated"]),
         ("empty.summary.json", "", ["empty file"]),
-        ("version.summary.json", try withState("state_version", .int(2)), ["state.state_version", "unknown state_version 2"]),
+        ("version.summary.json", try withState("state_version", .int(3)), ["state.state_version", "unknown state_version 3"]),
         ("rows.summary.json", try withState("rows", .int(rows + 1)), ["state", "do not add up", "rows"]),
         ("bins.summary.json", try withState("bin_counts", .array(binCounts)), ["state", "do not add up", "bin_counts"]),
         ("topk.summary.json", try withState("top_k_hits", .int(correct - 1)), ["state", "do not add up", "top_k_hits"]),

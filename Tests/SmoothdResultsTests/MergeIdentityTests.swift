@@ -135,19 +135,32 @@ func fixtureState(_ file: String) -> MetricAccumulator {
     #expect(untimed.warnings.filter { $0.contains("supersedes") }.count == 2)
 }
 
-/// A state written before `state_version` existed (the same layout without it) reads as version 1 and merges
-/// like the current one; an unknown version is refused naming the member.
-@Test func statesWithoutAVersionReadAsVersionOne() throws {
+/// Version-1 states (written before `state_version` existed, or with `state_version` 1: the version-1 members only)
+/// read and merge like the current one, their confidence histogram unknown: adaptive ECE is then null for anything
+/// merged from one. An unknown version is refused naming the member.
+@Test func versionOneStatesStillRead() throws {
     let state = fixtureState("valid/k2.lshd.zst")
     let written = state.jsonState()
-    #expect(written.objectMembers?.first?.0 == "state_version" && written["state_version"] == .int(1))
-    let old = JSONValue.object(written.objectMembers!.filter { $0.0 != "state_version" })
-    #expect(try MetricAccumulator(jsonState: old) == state)
-    let future = JSONValue.object(written.objectMembers!.map { $0.0 == "state_version" ? ($0.0, .int(2)) : $0 })
+    #expect(written.objectMembers?.first?.0 == "state_version" && written["state_version"] == .int(2))
+    let versionOneMembers = written.objectMembers!.filter { !["state_version", "temperatures", "confidence_histogram"].contains($0.0) }
+    var expected = state
+    expected.confidenceHistogram = nil
+    for old in [JSONValue.object(versionOneMembers), .object([("state_version", .int(1))] + versionOneMembers)] {
+        let read = try MetricAccumulator(jsonState: old)
+        #expect(read == expected)
+        #expect(read.inconsistencies.isEmpty)
+        var merged = state
+        merged.merge(read)
+        #expect(merged.confidenceHistogram == nil)
+        #expect(MetricValues(merged, options: MetricOptions()).adaptiveECE == nil)
+        #expect(MetricValues(merged, options: MetricOptions()).ece != nil)
+    }
+    #expect(MetricValues(state, options: MetricOptions()).adaptiveECE != nil)
+    let future = JSONValue.object(written.objectMembers!.map { $0.0 == "state_version" ? ($0.0, .int(3)) : $0 })
     #expect(throws: MetricStateError.self) { try MetricAccumulator(jsonState: future) }
     do {
         _ = try MetricAccumulator(jsonState: future)
     } catch {
-        #expect(error.description.hasPrefix("state_version: unknown state_version 2"))
+        #expect(error.description.hasPrefix("state_version: unknown state_version 3"))
     }
 }

@@ -18,6 +18,8 @@ import math
 import os
 import warnings
 
+from . import _stats
+
 __all__ = ["load", "merge", "dumps", "Results", "State", "ExactSum", "ResultsError", "ResultsWarning",
            "DEFAULT_GROUP_BY"]
 
@@ -150,6 +152,8 @@ class State:
         self.bin_counts = [0] * ece_bins
         self.bin_correct = [0] * ece_bins
         self.bin_confidence = [ExactSum() for _ in range(ece_bins)]
+        self.temperatures = []  # state_version 2: one _stats.Sweep per temperature
+        self.histogram = {}  # state_version 2: {bin: [count, correct, ExactSum]}; None when a version-1 state is merged in
 
     @classmethod
     def from_json(cls, obj, where) -> "State":
@@ -157,8 +161,8 @@ class State:
         if not isinstance(obj, dict):
             raise ResultsError(where, "state is not an object")
         version = obj.get("state_version")
-        if version is not None and version != 1:
-            raise ResultsError(where, f"unknown state_version {version!r} (this reader knows 1)")
+        if version is not None and version not in (1, 2):
+            raise ResultsError(where, f"unknown state_version {version!r} (this reader knows 1 and 2)")
         top_k = _count(obj.get("top_k"), "top_k", where)
         bins = _count(obj.get("ece_bins"), "ece_bins", where)
         if top_k < 1 or not 1 <= bins <= 10_000:
@@ -177,6 +181,20 @@ class State:
         state.bin_counts = [_count(v, f"ECE bin {b}", where) for b, v in enumerate(counts)]
         state.bin_correct = [_count(v, f"ECE bin {b}", where) for b, v in enumerate(correct)]
         state.bin_confidence = [ExactSum.from_json(v, where, f"bin_confidence[{b}]") for b, v in enumerate(confidence)]
+
+        def error(text):
+            raise ResultsError(where, text)
+
+        class _Sum(ExactSum):  # errors name this record
+            @classmethod
+            def from_json(cls, obj, _where, what):
+                return ExactSum.from_json(obj, where, what)
+
+        if version == 2:
+            state.temperatures = _stats.read_sweeps(obj, bins, _Sum, error, lambda v, what: _count(v, what, where))
+            state.histogram = _stats.read_histogram(obj, _Sum, error)
+        else:
+            state.histogram = None
         state._check_consistent(where)
         return state
 
@@ -196,6 +214,12 @@ class State:
             problems.append("confidence_sum is not the sum of bin_confidence")
         if self.counted_rows == 0 and any(getattr(self, name).exact for name in _SUMS):
             problems.append("no row is counted but a sum is not 0")
+        for t in self.temperatures:
+            if sum(t.bin_counts) != self.counted_rows or sum(t.bin_correct) != self.correct:
+                problems.append(f"temperature {t.temperature}: its ECE bins do not hold the counted rows")
+        if self.histogram is not None and (sum(v[0] for v in self.histogram.values()) != self.counted_rows
+                                           or sum(v[1] for v in self.histogram.values()) != self.correct):
+            problems.append("confidence_histogram does not hold the counted rows")
         if problems:
             raise ResultsError(where, "state counts do not add up: " + "; ".join(problems))
 
@@ -208,6 +232,8 @@ class State:
             setattr(new, name, getattr(self, name).copy())
         new.bin_counts, new.bin_correct = list(self.bin_counts), list(self.bin_correct)
         new.bin_confidence = [s.copy() for s in self.bin_confidence]
+        new.temperatures = [t.copy(ExactSum) for t in self.temperatures]
+        new.histogram = _stats.merge_histograms(self.histogram, {})
         return new
 
     def merge(self, other: "State") -> None:
@@ -221,6 +247,14 @@ class State:
             self.bin_counts[b] += other.bin_counts[b]
             self.bin_correct[b] += other.bin_correct[b]
             self.bin_confidence[b].add(other.bin_confidence[b])
+        if [t.temperature for t in self.temperatures] != [t.temperature for t in other.temperatures]:
+            if self.temperatures:
+                raise ValueError("merging states computed with different temperatures")
+            self.temperatures = [t.copy(ExactSum) for t in other.temperatures]  # an empty state takes the sweep
+        else:
+            for mine, theirs in zip(self.temperatures, other.temperatures):
+                mine.merge(theirs)
+        self.histogram = _stats.merge_histograms(self.histogram, other.histogram)
 
     def to_json(self) -> dict:
         """The state in smoothd's layout (``state_version`` first when the inputs carried one)."""
@@ -230,6 +264,9 @@ class State:
         out.update({name: getattr(self, name).to_json() for name in _SUMS})
         out.update({"bin_counts": list(self.bin_counts), "bin_correct": list(self.bin_correct),
                     "bin_confidence": [s.to_json() for s in self.bin_confidence]})
+        if self.version == 2:
+            out["temperatures"] = [t.to_json() for t in self.temperatures]
+            out["confidence_histogram"] = _stats.histogram_json(self.histogram)
         return out
 
     def metric_fields(self, options: "_Options") -> dict:
@@ -240,8 +277,10 @@ class State:
                  "mce")
         if self.counted_rows == 0:
             out.update({name: None for name in names})
+            out["adaptive_ece"] = None
             out["losses_by_smoothing"] = {_smoothing_key(e): None for e in options.all_smoothing}
             out["reliability"] = self.reliability()
+            out.update(self._sweep_fields(options))
             return out
         n = float(self.counted_rows)
         nll = self.nll_sum.value / n
@@ -267,9 +306,22 @@ class State:
             "brier": self.brier_sum.value / n, "ece": gap / n, "mce": max_gap,
         }
         out.update({k: _finite_or_none(v) for k, v in values.items()})
+        aece = _stats.adaptive_ece(self.histogram, self.ece_bins)
+        out["adaptive_ece"] = None if aece is None else _finite_or_none(aece)
         out["losses_by_smoothing"] = {_smoothing_key(e): _finite_or_none(smoothed(e)) for e in options.all_smoothing}
         out["reliability"] = self.reliability()
+        out.update(self._sweep_fields(options))
         return out
+
+    def _sweep_fields(self, options) -> dict:
+        """by_temperature and best_temperature, only with a sweep."""
+        if not self.temperatures:
+            return {}
+        values = [_stats.temperature_values(t, self.counted_rows, options.smoothing, options.mode) for t in self.temperatures]
+        best = _stats.best_temperature(self.temperatures, values, self.counted_rows)
+        return {"by_temperature": {_smoothing_key(t.temperature): {k: None if v is None else _finite_or_none(v) for k, v in vals.items()}
+                                   for t, vals in zip(self.temperatures, values)},
+                "best_temperature": best}
 
     def reliability(self) -> list:
         """Every confidence bin, lowest first: its edges, rows, and accuracy and mean confidence (None when empty)."""
@@ -292,7 +344,7 @@ def _smoothing_key(e: float) -> str:
 
 
 class _Options:
-    def __init__(self, smoothing, smoothing_mode, report_smoothing, top_k, ece_bins):
+    def __init__(self, smoothing, smoothing_mode, report_smoothing, top_k, ece_bins, temperatures=()):
         mode = _SMOOTHING_MODES.get(smoothing_mode)
         if mode is None:
             raise ValueError(f"smoothing_mode must be one of {sorted(_SMOOTHING_MODES)}, not {smoothing_mode!r}")
@@ -311,9 +363,18 @@ class _Options:
             raise ValueError(f"ece_bins must be in [1, 10000] (got {ece_bins})")
         self.smoothing, self.mode, self.all_smoothing = float(smoothing), mode, values
         self.top_k, self.ece_bins = int(top_k), int(ece_bins)
+        self.temperatures = []
+        for t in temperatures:
+            if not (float(t) > 0 and math.isfinite(float(t))):
+                raise ValueError(f"temperature {t} is not a finite number > 0")
+            if float(t) not in self.temperatures:
+                self.temperatures.append(float(t))
 
     def settings(self) -> dict:
-        return {"smoothing": self.smoothing, "smoothing_mode": self.mode, "top_k": self.top_k, "ece_bins": self.ece_bins}
+        out = {"smoothing": self.smoothing, "smoothing_mode": self.mode, "top_k": self.top_k, "ece_bins": self.ece_bins}
+        if self.temperatures:
+            out["temperatures"] = list(self.temperatures)
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -466,11 +527,12 @@ def _rank_problem(meta):
 
 
 def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", report_smoothing=(),
-          group_by=DEFAULT_GROUP_BY, top_k: int = 5, ece_bins: int = 15) -> dict:
+          group_by=DEFAULT_GROUP_BY, top_k: int = 5, ece_bins: int = 15, temperatures=()) -> dict:
     """The ``merge --json`` document ``{"inputs": [...], "groups": [...], "total": {...}}`` of shard records.
 
     records: results.load() objects, paths (loaded here), shard records (dicts), or a list of them.
-    Valid records must carry ``state``; states computed with another top_k or ece_bins are refused.
+    Valid records must carry ``state``; states computed with another top_k, ece_bins or temperatures (the
+    ``--temperatures`` list, in order) are refused.
     group_by: meta keys (default model, checkpoint, split); None, () or "none" puts every shard in one group.
     The rules are those of Fixtures/runs/README.md: a shard whose group-by value is an array or object
     counts as failed (warning ``group_key_not_scalar``); a shard's identity is (run key, ``shard_index``)
@@ -478,7 +540,7 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
     checkpoint and split; an identity seen twice is counted once, the newer record (later
     ``processed_at``, else later in the input), with a warning; completeness is per run.
     """
-    options = _Options(smoothing, smoothing_mode, report_smoothing, top_k, ece_bins)
+    options = _Options(smoothing, smoothing_mode, report_smoothing, top_k, ece_bins, temperatures)
     if group_by is None or group_by == "none" or group_by == ():
         keys = ()
     else:
@@ -506,6 +568,9 @@ def merge(records, smoothing: float = 0.1, smoothing_mode: str = "uniform", repo
                 raise ResultsError(where, f"state computed with top-k {state.top_k} and {state.ece_bins} ECE bins; "
                                           f"this merge uses top-k {options.top_k} and {options.ece_bins} bins "
                                           f"(pass top_k= and ece_bins= to match)")
+            if [t.temperature for t in state.temperatures] != options.temperatures:
+                raise ResultsError(where, f"state computed with temperatures {[t.temperature for t in state.temperatures]}; this "
+                                          f"merge uses {options.temperatures} (pass temperatures= to match)")
             meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
             wrong = next((k for k in keys if isinstance(meta.get(k), (dict, list))), None)
             problem = None

@@ -46,8 +46,8 @@ COUNTS = ("rows", "counted_rows", "ignored_rows", "nonfinite_rows", "correct", "
 
 
 def read_state(state: dict) -> dict:
-    """Version check ("Members"): no state_version is version 1; anything else but 1 is refused."""
-    if state.get("state_version", 1) != 1:
+    """Version check ("Members"): no state_version is version 1; anything else but 1 or 2 is refused."""
+    if state.get("state_version", 1) not in (1, 2):
         raise ValueError(f"unknown state_version {state['state_version']}")
     return state
 
@@ -77,9 +77,11 @@ def consistency_problems(s: dict) -> list[str]:
 
 
 def merge(a: dict, b: dict) -> dict:
-    """"Merging states": equal top_k and ece_bins; counts add, sums add (smoothd's text), bins add."""
+    """"Merging states": equal top_k, ece_bins and temperatures; counts add, sums add (smoothd's text), bins add,
+    each temperature's sums and bins add, histogram bins add by index (null if either is null)."""
     assert (a["top_k"], a["ece_bins"]) == (b["top_k"], b["ece_bins"])
-    out = {"state_version": 1, "top_k": a["top_k"], "ece_bins": a["ece_bins"]}
+    assert [t["temperature"] for t in a.get("temperatures", [])] == [t["temperature"] for t in b.get("temperatures", [])]
+    out = {"state_version": 2, "top_k": a["top_k"], "ece_bins": a["ece_bins"]}
     for k in COUNTS:
         out[k] = a[k] + b[k]
 
@@ -99,6 +101,28 @@ def merge(a: dict, b: dict) -> dict:
     out["bin_counts"] = [x + y for x, y in zip(a["bin_counts"], b["bin_counts"])]
     out["bin_correct"] = [x + y for x, y in zip(a["bin_correct"], b["bin_correct"])]
     out["bin_confidence"] = [add(x, y) for x, y in zip(a["bin_confidence"], b["bin_confidence"])]
+    out["temperatures"] = []
+    for x, y in zip(a.get("temperatures", []), b.get("temperatures", [])):
+        t = {"temperature": x["temperature"]}
+        t.update({k: add(x[k], y[k]) for k in x if k.endswith("_sum")})
+        t["bin_counts"] = [p + q for p, q in zip(x["bin_counts"], y["bin_counts"])]
+        t["bin_correct"] = [p + q for p, q in zip(x["bin_correct"], y["bin_correct"])]
+        t["bin_confidence"] = [add(p, q) for p, q in zip(x["bin_confidence"], y["bin_confidence"])]
+        out["temperatures"].append(t)
+    ha, hb = a.get("confidence_histogram"), b.get("confidence_histogram")
+    if ha is None or hb is None:
+        out["confidence_histogram"] = None
+    else:
+        def as_sum(v):
+            return {"fixed": v, "wide": []} if isinstance(v, str) else v
+        bins = {i: [n, c, as_sum(t)] for i, n, c, t in ha["bins"]}
+        for i, n, c, t in hb["bins"]:
+            if i in bins:
+                bins[i] = [bins[i][0] + n, bins[i][1] + c, add(bins[i][2], as_sum(t))]
+            else:
+                bins[i] = [n, c, as_sum(t)]
+        out["confidence_histogram"] = {k: ha[k] for k in ("linear_bins", "octave_bins", "octaves")}
+        out["confidence_histogram"]["bins"] = [[i, n, c, t["fixed"] if not t["wide"] else t] for i, (n, c, t) in sorted(bins.items())]
     return out
 
 
@@ -199,15 +223,15 @@ class StateFormat(unittest.TestCase):
         report = self.eval_json(["valid/k2.lshd.zst"])
         state = report["shards"][0]["state"]
         self.assertEqual(list(state)[:3], ["state_version", "top_k", "ece_bins"])
-        self.assertEqual(state["state_version"], 1)
+        self.assertEqual(state["state_version"], 2)
         # A state from before state_version existed reads as version 1, by the text and by smoothd.results.
-        old = {k: v for k, v in state.items() if k != "state_version"}
+        old = {k: v for k, v in state.items() if k not in ("state_version", "temperatures", "confidence_histogram")}
         self.assertEqual(read_state(old), old)
         self.assertEqual(results.State.from_json(old, "old").to_json(), old)
         with self.assertRaises(ValueError):
-            read_state(dict(state, state_version=2))
-        with self.assertRaisesRegex(results.ResultsError, "unknown state_version 2"):
-            results.State.from_json(dict(state, state_version=2), "new")
+            read_state(dict(state, state_version=3))
+        with self.assertRaisesRegex(results.ResultsError, "unknown state_version 3"):
+            results.State.from_json(dict(state, state_version=3), "new")
         # Each consistency rule is enforced by smoothd.results as the text states it.
         broken = [dict(state, rows=state["rows"] + 1), dict(state, top_k_hits=state["correct"] - 1),
                   dict(state, bin_counts=[state["bin_counts"][0] + 1] + state["bin_counts"][1:]),

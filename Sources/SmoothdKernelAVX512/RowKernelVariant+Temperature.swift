@@ -1,0 +1,1 @@
+../SmoothdKernelAVX2/RowKernelVariant+Temperature.swift
