@@ -2,6 +2,9 @@ import Foundation
 import LSHDFormat
 import SmoothdMetrics
 import SmoothdTesting
+#if arch(x86_64)
+import SmoothdKernelAVX2
+#endif
 
 /// Times the row kernel alone on one thread over rows already in memory (the CPU's kernel variant).
 enum KernelBenchmark {
@@ -29,4 +32,61 @@ enum KernelBenchmark {
         if sink.isNaN { print("nan") }  // keeps the loop's work observable
         return Double(processed) / elapsed / 1e9
     }
+}
+
+/// The small-K kernels side by side: the row-at-a-time kernel all K used before, the lanes kernel that runs
+/// now, and the lanes kernel followed by the exact accumulation (`MetricAccumulator.add`), as in a chunk.
+enum SmallKBenchmark {
+    /// M rows per second of each, float32, one thread, the AVX2 build (the row-by-row one exists only there).
+    /// Seconds are the thread's CPU time, so that a busy machine slows the figures less than wall time would.
+    static func run(numClasses k: Int, seconds: Double) -> (rowByRow: Double, lanes: Double, lanesAndAccumulate: Double) {
+        let rows = max(4096, (32 << 20) / (k * 4)) / 256 * 256
+        var shard = SyntheticShard(numClasses: k, rows: rows, dtype: .float32, rowsPerBlock: rows)
+        shard.ignoredFraction = 0.05
+        var rng = SplitMix(state: 9)
+        var block = shard.makeBlock(rows: rows, rng: &rng)
+        block.bytes += [UInt8](repeating: 0, count: RowKernel.readSlack)
+        let out = UnsafeMutablePointer<RowStatistics>.allocate(capacity: 256)
+        defer { out.deallocate() }
+        var sink = 0.0
+        func time(_ kernel: RowKernel.BatchFunction, accumulate: Bool) -> Double {
+            var processed = 0
+            var accumulator = MetricAccumulator()
+            let start = threadCPUSeconds()
+            repeat {
+                block.bytes.withUnsafeBytes { raw in
+                    block.labels.withUnsafeBufferPointer { labels in
+                        for first in stride(from: 0, to: rows, by: 256) {
+                            kernel(raw.baseAddress! + first * k * 4, k, k * 4, labels.baseAddress! + first, 256, -100, out)
+                            if accumulate {
+                                accumulator.add(out, labels: labels.baseAddress! + first, count: 256, ignoreIndex: -100)
+                            } else {
+                                sink += out[255].nll
+                            }
+                        }
+                    }
+                }
+                processed += rows
+            } while threadCPUSeconds() - start < seconds
+            sink += accumulator.nllSum.value
+            return Double(processed) / (threadCPUSeconds() - start) / 1e6
+        }
+        #if arch(x86_64)
+        guard KernelVariant.supported.contains(.avx2) else { return (0, 0, 0) }
+        let rowByRow = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32RowByRow, accumulate: false)
+        let lanes = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32, accumulate: false)
+        let both = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32, accumulate: true)
+        #else
+        let rowByRow = 0.0, lanes = 0.0, both = 0.0
+        #endif
+        if sink.isNaN { print("nan") }  // keeps the work observable
+        return (rowByRow, lanes, both)
+    }
+}
+
+/// CPU seconds the calling thread has used.
+func threadCPUSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
