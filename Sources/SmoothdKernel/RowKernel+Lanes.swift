@@ -1,6 +1,6 @@
 /// The kernel for small K: sixteen rows side by side, one row per lane.
 ///
-/// For K ≤ `lanesMaxClasses` a row fills at most a few vectors, so the row-at-a-time kernel spends most of
+/// For K ≤ `lanesMaxClasses` a row fills at most two vectors, so the row-at-a-time kernel spends most of
 /// its time on horizontal reductions (max, rank, four sums) and masking its partial vector. Here a group of
 /// 16 rows is transposed into a small scratch (class j of every row in one vector), and both passes run
 /// lane-wise over the classes: no horizontal reduction, no masks, and every lane busy. Each row's numbers
@@ -9,8 +9,10 @@
 /// order instead of the row kernel's lane tree, so they can differ from it in the last float bits (the
 /// float64 `finish` is the same); both stay within the kernel's ~1e-7 relative accuracy.
 extension RowKernel {
-    /// Rows of at most this many classes go through the lanes kernel (its scratch is 16 × K floats).
-    public static let lanesMaxClasses = 64
+    /// Rows of at most this many classes go through the lanes kernel (its scratch is 16 × K floats). Above it
+    /// the transpose, a scalar load and store per logit, costs more than the row kernel's reductions save
+    /// (`smoothd-bench small-k`: lanes ahead up to K = 20, behind from K = 24).
+    public static let lanesMaxClasses = 20
 
     /// Evaluates `count` consecutive rows of K ≤ `lanesMaxClasses` classes, 16 at a time; rows labelled
     /// `ignoreIndex` are skipped and their `out` slots left as they were. Reads no byte past the last row.
