@@ -17,7 +17,7 @@ func smallKRows(_ k: Int, rows: Int, _ rng: inout SplitMix) -> (logits: [Float],
     return (logits, labels)
 }
 
-/// The lanes kernel (K ≤ 64) agrees with the row-at-a-time kernel, which the fixture tests hold to the NumPy
+/// The lanes kernel (K ≤ `lanesMaxClasses`) agrees with the row-at-a-time kernel, which the fixture tests hold to the NumPy
 /// reference at large K, on every K it serves and every dtype: rank and finiteness exactly, the rest to 1e-6.
 @Test func lanesKernelAgreesWithTheRowKernel() {
     var rng = SplitMix(state: 21)
