@@ -26,8 +26,11 @@ PRESETS = ["f32-k32000-1frame", "bf16-k32000-8frames", "f32-k10-10M", "f32-k2560
 MERGE = "merge-10k"
 
 
+LAST_CPU = [0.0]  # user + system seconds of the last run()'s process tree
+
+
 def run(cmd, stdout=subprocess.DEVNULL):
-    """Runs cmd; returns (seconds, peak RSS in MiB, stdout bytes or None)."""
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout bytes or None). LAST_CPU[0] gets its CPU time."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
     out = proc.stdout.read() if stdout == subprocess.PIPE else None
@@ -36,7 +39,28 @@ def run(cmd, stdout=subprocess.DEVNULL):
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{err.decode(errors='replace')}")
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss / 1024, out
+
+
+SIMD_FLAGS = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"]
+
+
+def cpu_description():
+    """The CPU's model and its SIMD flags, read from /proc/cpuinfo now (the kernel variant depends on them)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    present = [f for f in SIMD_FLAGS if f in flags]
+    return model, present, "avx512bw" in flags
 
 
 def payload_bytes(path):
@@ -72,7 +96,7 @@ def main():
             print(f"generating {path}", file=sys.stderr)
             run([BENCH, "generate", preset, path])
         size = payload_bytes(path)
-        best = {"zstd": (1e9, 0), "smoothd": (1e9, 0), "baseline": (1e9, 0)}
+        best = {"zstd": (1e9, 0, 0), "smoothd": (1e9, 0, 0), "baseline": (1e9, 0, 0)}  # seconds, peak RSS, CPU seconds
         commands = [("zstd", ["sh", "-c", f"zstd -q -d -c '{path}' > /dev/null"]), ("smoothd", [SMOOTHD, "eval", "--json", path])]
         if a.baseline:
             commands.append(("baseline", [a.baseline, "eval", "--json", path]))
@@ -83,8 +107,8 @@ def main():
             for name, cmd in commands[shift:] + commands[:shift]:
                 seconds, rss, _ = run(cmd)
                 times[name].append(seconds)
-                if seconds < best[name][0]:
-                    best[name] = (seconds, max(rss, best[name][1]))
+                peak = max(rss, best[name][1])  # the highest of every run, not only the fastest one's
+                best[name] = (seconds, peak, LAST_CPU[0]) if seconds < best[name][0] else (best[name][0], peak, best[name][2])
         if a.baseline:
             comparisons.append((preset, {name: statistics.median(t) for name, t in times.items()}, best))
         peer_times = {}
@@ -94,7 +118,7 @@ def main():
                 peer_times[engine] = (seconds, rss)
             except SystemExit as e:
                 print(f"peer {engine} skipped: {e}", file=sys.stderr)
-        rows.append((preset, size, best, peer_times))
+        rows.append((preset, size, best, peer_times, {name: statistics.median(t) for name, t in times.items()}))
         print(f"{preset}: smoothd {best['smoothd'][0]:.3f}s zstd {best['zstd'][0]:.3f}s "
               + " ".join(f"{k} {v[0]:.2f}s" for k, v in peer_times.items()), file=sys.stderr)
 
@@ -104,16 +128,24 @@ def main():
             _, _, out = run([BENCH, "kernel", dtype, str(k), "2"], stdout=subprocess.PIPE)
             kernel[(dtype, k)] = float(out.decode().split()[-1])
 
-    print(f"Machine: {platform.node()} ({os.cpu_count()} cores, {platform.processor() or platform.machine()}), "
-          f"{time.strftime('%Y-%m-%d')}; best of {a.runs} for smoothd and zstd, one run per peer.\n")
-    head = "| shard | payload | smoothd | GB/s | zstd -d | smoothd / zstd | peak RSS |" + \
+    small_k = []
+    if any(p.startswith("f32-k10") for p in only):
+        _, _, out = run([BENCH, "small-k", "1"] + [str(k) for k in SMALL_K], stdout=subprocess.PIPE)
+        small_k = [tuple(float(x) for x in line.split()) for line in out.decode().splitlines() if line.strip()]
+
+    model, flags, has_avx512 = cpu_description()
+    load = os.getloadavg()
+    print(f"Machine: {platform.node()} ({os.cpu_count()} cores, {model}; SIMD flags: {' '.join(flags) or 'none'}), "
+          f"{time.strftime('%Y-%m-%d %H:%M')}; load average {LOAD_AT_START[0]:.1f} at the start, {load[0]:.1f} at the end; "
+          f"best of {a.runs} for smoothd and zstd (their medians in brackets), one run per peer.\n")
+    head = "| shard | payload | smoothd | GB/s | zstd -d | smoothd / zstd | smoothd CPU | peak RSS |" + \
            "".join(f" {p} | {p} RSS | {p} / smoothd |" for p in peers)
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    for preset, size, best, peer_times in rows:
+    for preset, size, best, peer_times, median in rows:
         s, z = best["smoothd"], best["zstd"]
         cells = [preset, f"{size / 2**30:.2f} GiB", f"{s[0]:.3f} s", f"{size / s[0] / 1e9:.2f}", f"{z[0]:.3f} s",
-                 f"{s[0] / z[0]:.2f}", f"{s[1]:.0f} MiB"]
+                 f"{s[0] / z[0]:.2f} ({median['smoothd'] / median['zstd']:.2f})", f"{s[2]:.2f} s", f"{s[1]:.0f} MiB"]
         for p in peers:
             if p in peer_times:
                 t, r = peer_times[p]
@@ -133,6 +165,43 @@ def main():
     print("| dtype | K = 32,000 | K = 10 |\n|---|---|---|")
     for dtype in ["float32", "bfloat16", "float16"]:
         print(f"| {dtype} | {kernel[(dtype, 32000)]:.2f} | {kernel[(dtype, 10)]:.3f} |")
+    if small_k:
+        print("\nSmall K, float32, one thread (its CPU time), AVX2 build, M rows/s, side by side in one run: before is the "
+              "row-at-a-time kernel and `add` per row (what every K ran until issue 15), now the batch kernel (lanes for "
+              "K <= 20) and the batch `add`; kernel alone, then kernel + exact accumulation as in a chunk:\n")
+        print("| K | kernel before | kernel now | now / before | chunk before | chunk now | now / before |\n|---|---|---|---|---|---|---|")
+        for k, before, now, chunk_before, chunk_now in small_k:
+            print(f"| {k:.0f} | {before:.1f} | {now:.1f} | {now / before:.2f}× | {chunk_before:.1f} | {chunk_now:.1f} | {chunk_now / chunk_before:.2f}× |")
+    print_goals(rows, small_k, has_avx512)
+
+
+SMALL_K = [2, 3, 4, 8, 10, 16, 17, 32, 33, 48, 64]
+LOAD_AT_START = os.getloadavg()
+
+# Issue 15's goals for eval: (preset, smoothd / zstd -d at most); every one also keeps peak RSS <= 64 MiB.
+GOALS = [("f32-k32000-1frame", 1.05), ("bf16-k32000-8frames", 0.65), ("f32-k10-10M", 1.10)]
+
+
+def print_goals(rows, small_k, has_avx512):
+    """One table with every goal's figure next to its floor (zstd -d on the same file, same rounds)."""
+    measured = {preset: (size, best, median) for preset, size, best, _, median in rows}
+    print("\nGoals (issue 15, eval; best of the rounds, medians in brackets):\n")
+    print("| goal | smoothd | zstd -d (floor) | ratio | target | peak RSS | |\n|---|---|---|---|---|---|---|")
+    for preset, target in GOALS:
+        if preset not in measured:
+            continue
+        size, best, median = measured[preset]
+        s, z = best["smoothd"], best["zstd"]
+        ratio = s[0] / z[0]
+        note = " (on AVX2; an AVX-512 CPU runs another kernel)" if preset.startswith("bf16") and has_avx512 else ""
+        extra = f", {10e6 / s[0] / 1e6:.1f} M rows/s" if preset == "f32-k10-10M" else ""
+        met = "met" if ratio <= target and s[1] <= 64 else "not met"
+        print(f"| {preset}: ≤ {target:.2f}× zstd -d{note} | {s[0]:.3f} s{extra} | {z[0]:.3f} s | {ratio:.2f} "
+              f"({median['smoothd'] / median['zstd']:.2f}) | {target:.2f} | {s[1]:.0f} MiB | {met} |")
+    if small_k:
+        slowest = min(now / before for _, _, _, before, now in small_k)
+        print(f"| every K in 2–64 faster than before (kernel + accumulation) | slowest gain {slowest:.2f}× | | | > 1 | | "
+              f"{'met' if slowest > 1 else 'not met'} |")
 
 
 def merge_benchmark(data, runs, shards=10_000, ranks=1_000):

@@ -2,6 +2,9 @@ import Foundation
 import LSHDFormat
 import SmoothdMetrics
 import SmoothdTesting
+#if arch(x86_64)
+import SmoothdKernelAVX2
+#endif
 
 /// Times the row kernel alone on one thread over rows already in memory (the CPU's kernel variant).
 enum KernelBenchmark {
@@ -29,4 +32,71 @@ enum KernelBenchmark {
         if sink.isNaN { print("nan") }  // keeps the loop's work observable
         return Double(processed) / elapsed / 1e9
     }
+}
+
+/// Small K side by side: the row-at-a-time kernel all K used before and the batch kernel that runs now (the
+/// lanes kernel up to `RowKernel.lanesMaxClasses`), each alone and followed by its exact accumulation as in a
+/// chunk (before: `add(_:)` per row; now: the batch `add`).
+enum SmallKBenchmark {
+    /// M rows per second of each, float32, one thread, the AVX2 build (the row-by-row one exists only there).
+    /// Seconds are the thread's CPU time, so that a busy machine slows the figures less than wall time would.
+    static func run(numClasses k: Int, seconds: Double) -> (before: Double, now: Double, beforeChunk: Double, nowChunk: Double) {
+        let rows = max(4096, (32 << 20) / (k * 4)) / 256 * 256
+        var shard = SyntheticShard(numClasses: k, rows: rows, dtype: .float32, rowsPerBlock: rows)
+        shard.ignoredFraction = 0.05
+        var rng = SplitMix(state: 9)
+        var block = shard.makeBlock(rows: rows, rng: &rng)
+        block.bytes += [UInt8](repeating: 0, count: RowKernel.readSlack)
+        let out = UnsafeMutablePointer<RowStatistics>.allocate(capacity: 256)
+        defer { out.deallocate() }
+        var sink = 0.0
+        func time(_ kernel: RowKernel.BatchFunction, _ accumulate: Accumulation) -> Double {
+            var processed = 0
+            var accumulator = MetricAccumulator()
+            let start = threadCPUSeconds()
+            repeat {
+                block.bytes.withUnsafeBytes { raw in
+                    block.labels.withUnsafeBufferPointer { labels in
+                        for first in stride(from: 0, to: rows, by: 256) {
+                            kernel(raw.baseAddress! + first * k * 4, k, k * 4, labels.baseAddress! + first, 256, -100, out)
+                            switch accumulate {
+                            case .none:
+                                sink += out[255].nll
+                            case .rowByRow:
+                                for r in 0..<256 {
+                                    if labels[first + r] == -100 { accumulator.addIgnoredRow() } else { accumulator.add(out[r]) }
+                                }
+                            case .batch:
+                                accumulator.add(out, labels: labels.baseAddress! + first, count: 256, ignoreIndex: -100)
+                            }
+                        }
+                    }
+                }
+                processed += rows
+            } while threadCPUSeconds() - start < seconds
+            sink += accumulator.nllSum.value
+            return Double(processed) / (threadCPUSeconds() - start) / 1e6
+        }
+        #if arch(x86_64)
+        guard KernelVariant.supported.contains(.avx2) else { return (0, 0, 0, 0) }
+        let before: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32RowByRow, .none)
+        let now: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32, .none)
+        let beforeChunk: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32RowByRow, .rowByRow)
+        let nowChunk: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32, .batch)
+        #else
+        let before = 0.0, now = 0.0, beforeChunk = 0.0, nowChunk = 0.0
+        #endif
+        if sink.isNaN { print("nan") }  // keeps the work observable
+        return (before, now, beforeChunk, nowChunk)
+    }
+}
+
+/// What follows each kernel batch in `SmallKBenchmark`.
+enum Accumulation { case none, rowByRow, batch }
+
+/// CPU seconds the calling thread has used.
+func threadCPUSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }

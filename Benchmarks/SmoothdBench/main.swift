@@ -9,6 +9,7 @@ import SmoothdPipeline
 ///     smoothd-bench generate-compressible GIB PATH   a repetitive float32 K=32000 shard of GIB GiB
 ///     smoothd-bench kernel DTYPE K [SECONDS]      single-thread kernel throughput in G logits/s
 ///     smoothd-bench evaluate PATH [THREADS]       in-process evaluation (no CLI), prints seconds
+///     smoothd-bench small-k SECONDS K...          float32 M rows/s per K: before, now, before + accumulation, now + accumulation (AVX2)
 let presets: [String: SyntheticShard] = [
     // 1 GiB of float32 logits, one frame.
     "f32-k32000-1frame": SyntheticShard(numClasses: 32_000, rows: 8_192, dtype: .float32, rowsPerBlock: 64),
@@ -29,6 +30,7 @@ func usage() -> Never {
            smoothd-bench generate-compressible GIB PATH   (97% ignored rows)
            smoothd-bench kernel float32|float16|bfloat16 K [SECONDS]
            smoothd-bench evaluate PATH [THREADS]
+           smoothd-bench small-k SECONDS K...
 
     """.utf8))
     exit(64)
@@ -57,6 +59,13 @@ do {
               let k = Int(arguments[2]) else { usage() }
         let seconds = arguments.count > 3 ? Double(arguments[3]) ?? 2 : 2
         print(String(format: "%.3f", KernelBenchmark.run(dtype: dtype, numClasses: k, seconds: seconds)))
+    case "small-k":
+        guard arguments.count >= 3, let seconds = Double(arguments[1]) else { usage() }
+        for text in arguments.dropFirst(2) {
+            guard let k = Int(text), k >= 2 else { usage() }
+            let r = SmallKBenchmark.run(numClasses: k, seconds: seconds)
+            print(String(format: "%d %.2f %.2f %.2f %.2f", k, r.before, r.now, r.beforeChunk, r.nowChunk))
+        }
     case "evaluate":
         guard arguments.count >= 2 else { usage() }
         let threads = arguments.count > 2 ? Int(arguments[2]) : nil

@@ -6,6 +6,18 @@ extension ShardParser {
         let width = header.labelDType.byteWidth
         let take = min(labelBytesLeft, bytes.count)
         var index = 0
+        if fieldBytes.isEmpty, width == 8, take >= 8 {
+            // Whole int64 labels, the common case: one tight loop (small K has millions of them). A bad label
+            // stops it, and the general loop below reports it at its offset.
+            let whole = take / 8
+            let k = Int64(header.numClasses), ignore = header.ignoreIndex
+            while index < whole * 8 {
+                let label = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: Int64.self))
+                if (label < 0 || label >= k) && label != ignore { break }
+                blockLabels.append(label)
+                index += 8
+            }
+        }
         while index < take {
             let label: Int64
             let labelOffset: UInt64
@@ -143,6 +155,14 @@ extension ShardParser {
         blockLogitBytesLeft -= count
         offset += UInt64(count)
         let completeRows = spaceUsed / header.rowLogitBytes
+        if !labelsViaReader, rowsInSpace < completeRows {
+            // Labels kept in memory: one slice per call instead of a call per row (small K has millions of rows).
+            let n = completeRows - rowsInSpace
+            pendingLabels.append(contentsOf: blockLabels[rowInBlock..<(rowInBlock + n)])
+            rowInBlock += n
+            rowsInSpace += n
+            rows += UInt64(n)
+        }
         while rowsInSpace < completeRows {
             pendingLabels.append(try label(ofBlockRow: rowInBlock))
             rowInBlock += 1

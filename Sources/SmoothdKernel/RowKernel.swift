@@ -133,12 +133,16 @@ public enum RowKernel {
     /// their slots left as they were). One call per batch keeps the per-row call overhead out of small K.
     public typealias BatchFunction = @Sendable (UnsafeRawPointer, Int, Int, UnsafePointer<Int64>, Int, Int64, UnsafeMutablePointer<RowStatistics>) -> Void
 
-    /// The batch loop around `kernel`.
+    /// The batch loop around `kernel`, or the lanes kernel for small K.
     @inlinable @inline(__always)
     public static func evaluateRows<L: LogitLoader, F: MultiplyAdd>(
         _ rows: UnsafeRawPointer, _ k: Int, _ rowBytes: Int, _ labels: UnsafePointer<Int64>, _ count: Int, _ ignoreIndex: Int64,
         _ out: UnsafeMutablePointer<RowStatistics>, _ loader: L.Type, _ fma: F.Type
     ) {
+        if k <= lanesMaxClasses {
+            evaluateRowsInLanes(rows, k, rowBytes, labels, count, ignoreIndex, out, L.self, F.self)
+            return
+        }
         for r in 0..<count where labels[r] != ignoreIndex {
             out[r] = kernel(rows + r &* rowBytes, k, Int(labels[r]), L.self, F.self)
         }
@@ -159,15 +163,15 @@ public enum RowKernel {
 
     /// Evaluates a float32 row with baseline (SSE2) instructions.
     public static func evaluateFloat32(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        kernel(row, k, y, Float32Loader.self, SeparateMultiplyAdd.self)
+        evaluateRow(row, k, y, Float32Loader.self, SeparateMultiplyAdd.self)
     }
     /// Evaluates a float16 row with baseline instructions.
     public static func evaluateFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        kernel(row, k, y, Float16Loader.self, SeparateMultiplyAdd.self)
+        evaluateRow(row, k, y, Float16Loader.self, SeparateMultiplyAdd.self)
     }
     /// Evaluates a bfloat16 row with baseline instructions.
     public static func evaluateBFloat16(_ row: UnsafeRawPointer, _ k: Int, _ y: Int) -> RowStatistics {
-        kernel(row, k, y, BFloat16Loader.self, SeparateMultiplyAdd.self)
+        evaluateRow(row, k, y, BFloat16Loader.self, SeparateMultiplyAdd.self)
     }
 
     /// Lane-wise max as compare-and-select; the standard library's `pointwiseMax` goes lane by lane.

@@ -21,41 +21,49 @@ public struct ExactSum: Sendable, Equatable {
     /// Adds a finite double.
     @inline(__always)
     public mutating func add(_ value: Double) {
-        let bits = value.bitPattern
-        let exponentField = Int((bits >> 52) & 0x7FF)
-        // |value| < 2^40: exponent field < 1023 + 40. value = m · 2^(e − 1075), so in 2^-80 units m · 2^(e − 995).
-        if exponentField < 1063 {
-            let mantissa = (bits & 0x000F_FFFF_FFFF_FFFF) | (exponentField == 0 ? 0 : 1 << 52)
-            let shift = exponentField - 995
-            let magnitude: Int128
-            if shift >= 0 {
-                magnitude = Int128(mantissa) << shift
-            } else if shift > -64 {
-                magnitude = Int128(mantissa >> UInt64(-shift))
-            } else {
-                return
-            }
-            let (sum, overflow) = fixed.addingReportingOverflow(value < 0 ? -magnitude : magnitude)
-            if overflow {
-                spillFixed()
-                fixed = value < 0 ? -magnitude : magnitude
-            } else {
-                fixed = sum
-            }
+        if let units = ExactSum.fixedUnits(value) {
+            addFixed(units)
         } else {
             mutableWide().add(value)
         }
     }
 
-    /// Adds another sum.
-    public mutating func add(_ other: ExactSum) {
-        let (sum, overflow) = fixed.addingReportingOverflow(other.fixed)
+    /// The fixed-point form of a finite `value` in 2^-80 units (truncated), or nil when |value| ≥ 2^40 (the
+    /// wide part takes those exactly). Its magnitude is below 2^120, so 64 of them add without overflow.
+    @inline(__always)
+    static func fixedUnits(_ value: Double) -> Int128? {
+        let bits = value.bitPattern
+        let exponentField = Int((bits >> 52) & 0x7FF)
+        // |value| < 2^40: exponent field < 1023 + 40. value = m · 2^(e − 1075), so in 2^-80 units m · 2^(e − 995).
+        guard exponentField < 1063 else { return nil }
+        let mantissa = (bits & 0x000F_FFFF_FFFF_FFFF) | (exponentField == 0 ? 0 : 1 << 52)
+        let shift = exponentField - 995
+        let magnitude: Int128
+        if shift >= 0 {
+            magnitude = Int128(mantissa) << shift
+        } else if shift > -64 {
+            magnitude = Int128(mantissa >> UInt64(-shift))
+        } else {
+            return 0
+        }
+        return value < 0 ? -magnitude : magnitude
+    }
+
+    /// Adds `units` of 2^-80 to the fixed part, spilling it into the wide part when it would overflow.
+    @inline(__always)
+    mutating func addFixed(_ units: Int128) {
+        let (sum, overflow) = fixed.addingReportingOverflow(units)
         if overflow {
             spillFixed()
-            fixed = other.fixed
+            fixed = units
         } else {
             fixed = sum
         }
+    }
+
+    /// Adds another sum.
+    public mutating func add(_ other: ExactSum) {
+        addFixed(other.fixed)
         if let otherWide = other.wide { mutableWide().add(otherWide) }
     }
 

@@ -52,9 +52,7 @@ final class RowChunk: @unchecked Sendable {
             while start < rowCount {
                 let count = min(batch, rowCount - start)
                 kernel(base + start * rowBytes, header.numClasses, rowBytes, labels.baseAddress! + start, count, ignore, statistics)
-                for r in 0..<count {
-                    if labels[start + r] == ignore { accumulator.addIgnoredRow() } else { accumulator.add(statistics[r]) }
-                }
+                accumulator.add(statistics, labels: labels.baseAddress! + start, count: count, ignoreIndex: ignore)
                 accumulator.bootstrap?.add(rows: statistics, labels: labels.baseAddress! + start, count: count, ignoreIndex: ignore,
                                            firstRow: firstRow + UInt64(start), seed: seed, topK: options.topK)
                 if let sweep { sweep.add(base + start * rowBytes, labels.baseAddress! + start, count, statistics, &accumulator) }
