@@ -320,9 +320,9 @@ def start_benchmark(data, runs, baseline, summaries=100_000):
     line "totals reconciled" (the records read and merged, totals.json written: what stands between a start and
     READY) and the peak RSS of `serve --exit-when-idle` over an empty spool, this build and --baseline in the same
     rounds; the floor is `cat` of the summaries. The summaries are made once: one shard (float32, K = 16, 64 rows,
-    meta of one run) evaluated by `smoothd serve`, and its summary copied 100,000 times under other shard names
-    and ranks (`shard_index`), so that each is its own shard of one run (writing 100,000 real shards takes hours
-    here: every producer write is fsynced twice)."""
+    meta of one run) evaluated by `smoothd serve`, and its summary copied 100,000 times under other shard names,
+    checkpoints and ranks: 100 groups (checkpoints) of 1,000 ranks, as in merge-10k (writing 100,000 real shards
+    takes hours here: every producer write is fsynced twice)."""
     base = os.path.join(data, "start-100k")
     out, spool = os.path.join(base, "out"), os.path.join(base, "spool")
     count = lambda: len([n for n in os.listdir(out) if n.endswith(".summary.json")]) if os.path.isdir(out) else 0
@@ -331,11 +331,11 @@ def start_benchmark(data, runs, baseline, summaries=100_000):
         write_small_shards(spool, 1, "start", rows=64, k=16)
         run([SMOOTHD, "serve", "--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle", "--delete-processed"])
         template = open(os.path.join(out, "start.r0.lshd.zst.summary.json")).read()
-        assert '"shard_index": 0' in template and '"num_shards": 1' in template, "unexpected summary layout"
+        assert all(k in template for k in ['"shard_index": 0', '"num_shards": 1', '"checkpoint": 1']), "unexpected summary layout"
         print(f"writing {summaries} summaries into {out}", file=sys.stderr)
         for i in range(summaries):
-            text = template.replace("start.r0.lshd.zst", f"start.r{i}.lshd.zst").replace('"shard_index": 0', f'"shard_index": {i}') \
-                .replace('"num_shards": 1', f'"num_shards": {summaries}')
+            text = template.replace("start.r0.lshd.zst", f"start.r{i}.lshd.zst").replace('"shard_index": 0', f'"shard_index": {i % 1000}') \
+                .replace('"num_shards": 1', '"num_shards": 1000').replace('"checkpoint": 1', f'"checkpoint": {1 + i // 1000}')
             with open(os.path.join(out, f"start.r{i}.lshd.zst.summary.json"), "w") as f:
                 f.write(text)
         os.unlink(os.path.join(out, "totals.json"))
