@@ -57,32 +57,45 @@ final class GroupCommitter: Sendable {
         return result.withLock { $0! }
     }
 
+    /// What is left to do once a batch has ended: end its gate and report. Holds no reference to the store, so
+    /// that a store given up after its last commit (a test's "crash") is closed before anyone hears of it.
+    private struct Completion {
+        var gate: CommitGate
+        var done: @Sendable (ClaimDisposition) -> Void
+        var result: ClaimDisposition
+    }
+
     /// Runs batches until the queue is empty.
     private func drain() {
-        while true {
-            let batch = state.withLock { s -> [Waiting] in
-                guard let first = s.queue.first else {
-                    s.running = false
-                    return []
-                }
-                // One batch: consecutive commits of one store and one totals (in the daemon, always all of them).
-                var n = 0
-                while n < min(s.queue.count, GroupCommitter.maximumBatch), s.queue[n].store === first.store,
-                      s.queue[n].commit.totals === first.commit.totals {
-                    n += 1
-                }
-                let batch = Array(s.queue.prefix(n))
-                s.queue.removeFirst(n)
-                s.batches += 1
-                s.committed += n
-                return batch
-            }
-            guard let store = batch.first?.store else { return }
-            let results = store.commitBatch(batch.map(\.commit))
-            for (waiting, result) in zip(batch, results) {
-                waiting.commit.gate.end()
-                waiting.done(result)
+        while let completions = runNextBatch() {
+            for completion in completions {
+                completion.gate.end()
+                completion.done(completion.result)
             }
         }
+    }
+
+    /// Takes the next batch off the queue and commits it; nil (and not running any more) when the queue is empty.
+    private func runNextBatch() -> [Completion]? {
+        let batch = state.withLock { s -> [Waiting] in
+            guard let first = s.queue.first else {
+                s.running = false
+                return []
+            }
+            // One batch: consecutive commits of one store and one totals (in the daemon, always all of them).
+            var n = 0
+            while n < min(s.queue.count, GroupCommitter.maximumBatch), s.queue[n].store === first.store,
+                  s.queue[n].commit.totals === first.commit.totals {
+                n += 1
+            }
+            let batch = Array(s.queue.prefix(n))
+            s.queue.removeFirst(n)
+            s.batches += 1
+            s.committed += n
+            return batch
+        }
+        guard let store = batch.first?.store else { return nil }
+        let results = store.commitBatch(batch.map(\.commit))
+        return zip(batch, results).map { Completion(gate: $0.commit.gate, done: $0.done, result: $1) }
     }
 }
