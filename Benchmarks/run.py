@@ -12,7 +12,9 @@ measures the row kernel alone. Prints a Markdown table for Benchmarks/README.md.
 machine is noisy, so the figures are for people, not tests.
 
 `--only merge-10k` (also part of the default set) times `smoothd merge` of 10,000 serve summaries: see
-merge_benchmark().
+merge_benchmark(). `--only serve-2k` times `smoothd serve` over 2,000 small shards (fsyncs counted with strace),
+`--only start-100k` its start with 100,000 summaries in the output: see serve_benchmark() and start_benchmark();
+both take --baseline.
 
 With --baseline SMOOTHD (another build, e.g. of the code before a change), that binary's `eval --json` runs
 in the same rounds, the order of the commands rotating from round to round, and a second table gives both
@@ -24,6 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER = os.path.join(os.path.dirname(ROOT), "shared/bench/peer_eval.py")
 PRESETS = ["f32-k32000-1frame", "bf16-k32000-8frames", "f32-k10-10M", "f32-k256000"]
 MERGE = "merge-10k"
+SERVE = "serve-2k"
+START = "start-100k"
 
 
 LAST_CPU = [0.0]  # user + system seconds of the last run()'s process tree
@@ -86,8 +90,14 @@ def main():
     if MERGE in only:
         merge_benchmark(a.data, a.runs)
         only.remove(MERGE)
-        if not only:
-            return
+    if SERVE in only:
+        serve_benchmark(a.data, a.runs, a.baseline)
+        only.remove(SERVE)
+    if START in only:
+        start_benchmark(a.data, a.runs, a.baseline)
+        only.remove(START)
+    if not only:
+        return
     rows = []
     comparisons = []
     for preset in only:
@@ -262,6 +272,166 @@ def merge_benchmark(data, runs, shards=10_000, ranks=1_000):
         seconds, rss = best[name]
         print(f"| {name} | {seconds:.3f} s | {seconds / floor:.1f} | {seconds / merge:.2f} | {rss:.0f} MiB |")
     print(f"\nGoal: merge of 10,000 summaries under 2 s: {merge:.3f} s ({'met' if merge < 2 else 'not met'}).")
+
+
+def write_small_shards(spool, count, prefix, rows=200, k=2):
+    """`count` small shards (float32, K = `k`, `rows` rows, meta of one run, one rank each) written with the Python
+    package under temporary names and renamed, as producers do."""
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import numpy as np
+    import smoothd
+    os.makedirs(spool, exist_ok=True)
+    rng = np.random.default_rng(5)
+    for i in range(count):
+        logits = rng.normal(0, 2, (rows, k)).astype(np.float32)
+        labels = rng.integers(0, k, rows)
+        meta = {"model": "bench", "checkpoint": 1, "split": "validation", "shard_index": i, "num_shards": count}
+        name = f"{prefix}.r{i}.lshd.zst"
+        smoothd.write_shard(os.path.join(spool, "." + name + ".tmp"), logits, labels, meta=meta, threads=1)
+        os.rename(os.path.join(spool, "." + name + ".tmp"), os.path.join(spool, name))
+
+
+def fresh_copy(source, target):
+    """`target` emptied, then a copy of the shards in `source` (flat) in it."""
+    subprocess.run(["rm", "-rf", target], check=True)
+    subprocess.run(["cp", "-r", source, target], check=True)
+
+
+def rename_fsync_floor(directory, count):
+    """Seconds for `count` renames each followed by an fsync of their directory: one durable directory change per
+    shard, the least a spool daemon that moves every shard does (the floor of the serve benchmark)."""
+    os.makedirs(directory, exist_ok=True)
+    names = [os.path.join(directory, f"f{i}") for i in range(count)]
+    for n in names:
+        with open(n, "wb") as f:
+            f.write(b"x")
+    dfd = os.open(directory, os.O_RDONLY)
+    start = time.perf_counter()
+    for n in names:
+        os.rename(n, n + ".moved")
+        os.fsync(dfd)
+    seconds = time.perf_counter() - start
+    os.close(dfd)
+    subprocess.run(["rm", "-rf", directory], check=True)
+    return seconds
+
+
+def table(title, columns, rows):
+    """Prints `title`, then a Markdown table."""
+    print(title + "\n")
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for cells in rows:
+        print("| " + " | ".join(cells) + " |")
+
+
+def interleaved(binaries, runs, measure, floor_name, floor):
+    """`runs` rounds of `measure(binary)` -> (seconds, RSS) for each of `binaries` (their order rotating from round
+    to round) and of `floor()` -> seconds; returns the times by name and each binary's peak RSS."""
+    times = {name: [] for name, _ in binaries}
+    times[floor_name] = []
+    rss = {}
+    for index in range(runs):
+        for name, binary in binaries[index % len(binaries):] + binaries[:index % len(binaries)]:
+            seconds, r = measure(binary)
+            times[name].append(seconds)
+            rss[name] = max(rss.get(name, 0), r)
+        times[floor_name].append(floor())
+    return times, rss
+
+
+def serve_benchmark(data, runs, baseline, shards=2000):
+    """`smoothd serve --exit-when-idle` over 2,000 small shards (K = 2, 200 rows) preloaded in the spool, this build
+    and --baseline in the same rounds (order rotating), each time on a fresh copy of the shards and an empty output;
+    the floor is a loop of rename + directory fsync, once per shard, timed in the same rounds. Then one more run
+    of each under `strace -f -c -e trace=fsync,fdatasync,syncfs` for the fsyncs per shard."""
+    base = os.path.join(data, "serve-2k")
+    source = os.path.join(base, "shards")
+    if not os.path.isdir(source) or len([n for n in os.listdir(source) if n.endswith(".lshd.zst")]) != shards:
+        subprocess.run(["rm", "-rf", source], check=True)
+        print(f"writing {shards} shards into {source}", file=sys.stderr)
+        write_small_shards(source, shards, "serve")
+    binaries = [("smoothd", SMOOTHD)] + ([("baseline", baseline)] if baseline else [])
+
+    def serve(binary, prefix=()):
+        spool, out = os.path.join(base, "spool"), os.path.join(base, "out")
+        fresh_copy(source, spool)
+        subprocess.run(["rm", "-rf", out], check=True)
+        seconds, rss, _ = run(list(prefix) + [binary, "serve", "--spool", spool, "--output", out, "--metrics-listen", "none",
+                                              "--exit-when-idle"])
+        done = len(os.listdir(os.path.join(spool, "done")))
+        assert done == shards, f"{binary}: {done} of {shards} shards in done/"
+        return seconds, rss
+
+    times, rss = interleaved(binaries, runs, serve, "floor", lambda: rename_fsync_floor(os.path.join(base, "floor"), shards))
+    fsyncs = {}
+    for name, binary in binaries:
+        trace = os.path.join(base, f"strace-{name}.txt")
+        serve(binary, prefix=["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,syncfs", "-o", trace])
+        calls = 0
+        for line in open(trace):
+            parts = line.split()
+            if parts and parts[-1] in ("fsync", "fdatasync", "syncfs"):
+                calls += int(parts[3])
+        fsyncs[name] = calls
+    floor = statistics.median(times["floor"])
+    medians = {name: statistics.median(times[name]) for name, _ in binaries}
+    table(f"\n`smoothd serve --exit-when-idle` over {shards} small shards (K = 2, 200 rows) preloaded; medians of {runs} "
+          f"interleaved runs; floor: {shards} × (rename + fsync of the directory) = {floor:.3f} s ({shards / floor:.0f}/s).",
+          ["binary", "wall (median)", "shards/s", "/ floor", "fsync calls per shard (strace)", "peak RSS"],
+          [[name, f"{medians[name]:.3f} s", f"{shards / medians[name]:.0f}", f"{medians[name] / floor:.2f}",
+            f"{fsyncs[name] / shards:.2f}", f"{rss[name]:.0f} MiB"] for name, _ in binaries])
+    if baseline:
+        print(f"\nratio this build / baseline (wall): {statistics.median(times['smoothd']) / statistics.median(times['baseline']):.3f}")
+
+
+def start_benchmark(data, runs, baseline, summaries=100_000):
+    """The start of `smoothd serve` with 100,000 summaries in the output directory: the time from exec to the log
+    line "totals reconciled" (the records read and merged, totals.json written: what stands between a start and
+    READY) and the peak RSS of `serve --exit-when-idle` over an empty spool, this build and --baseline in the same
+    rounds; the floor is `cat` of the summaries. The summaries are made once: one shard (float32, K = 16, 64 rows,
+    meta of one run) evaluated by `smoothd serve`, and its summary copied 100,000 times under other shard names,
+    checkpoints and ranks: 100 groups (checkpoints) of 1,000 ranks, as in merge-10k (writing 100,000 real shards
+    takes hours here: every producer write is fsynced twice)."""
+    base = os.path.join(data, "start-100k")
+    out, spool = os.path.join(base, "out"), os.path.join(base, "spool")
+    count = lambda: len([n for n in os.listdir(out) if n.endswith(".summary.json")]) if os.path.isdir(out) else 0
+    if count() != summaries:
+        subprocess.run(["rm", "-rf", base], check=True)
+        write_small_shards(spool, 1, "start", rows=64, k=16)
+        run([SMOOTHD, "serve", "--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle", "--delete-processed"])
+        template = open(os.path.join(out, "start.r0.lshd.zst.summary.json")).read()
+        assert all(k in template for k in ['"shard_index": 0', '"num_shards": 1', '"checkpoint": 1']), "unexpected summary layout"
+        print(f"writing {summaries} summaries into {out}", file=sys.stderr)
+        for i in range(summaries):
+            text = template.replace("start.r0.lshd.zst", f"start.r{i}.lshd.zst").replace('"shard_index": 0', f'"shard_index": {i % 1000}') \
+                .replace('"num_shards": 1', '"num_shards": 1000').replace('"checkpoint": 1', f'"checkpoint": {1 + i // 1000}')
+            with open(os.path.join(out, f"start.r{i}.lshd.zst.summary.json"), "w") as f:
+                f.write(text)
+        os.unlink(os.path.join(out, "totals.json"))
+    assert count() == summaries, f"{out} holds {count()} summaries"
+    binaries = [("smoothd", SMOOTHD)] + ([("baseline", baseline)] if baseline else [])
+
+    def start(binary):
+        begin = time.perf_counter()
+        proc = subprocess.Popen([binary, "serve", "--spool", spool, "--output", out, "--metrics-listen", "none", "--exit-when-idle",
+                                 "--delete-processed"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ready = None
+        for line in proc.stderr:
+            if ready is None and "totals reconciled" in line:
+                ready = time.perf_counter() - begin
+        _, status, usage = os.wait4(proc.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0 and ready is not None, f"{binary} failed to start"
+        return ready, usage.ru_maxrss / 1024
+
+    cat = ["sh", "-c", f"find '{out}' -maxdepth 1 -name '*.summary.json' -print0 | xargs -0 cat > /dev/null"]
+    times, rss = interleaved(binaries, runs, start, "cat", lambda: run(cat)[0])
+    floor = statistics.median(times["cat"])
+    medians = {name: statistics.median(times[name]) for name, _ in binaries}
+    table(f"\n`smoothd serve` start with {summaries} summaries in the output (to the \"totals reconciled\" log line); medians of "
+          f"{runs} interleaved runs; floor: reading them (`cat`) {floor:.3f} s.",
+          ["binary", "to ready (median)", "/ cat", "peak RSS"],
+          [[name, f"{medians[name]:.3f} s", f"{medians[name] / floor:.1f}", f"{rss[name]:.0f} MiB"] for name, _ in binaries])
 
 
 if __name__ == "__main__":

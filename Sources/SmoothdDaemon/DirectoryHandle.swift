@@ -253,61 +253,15 @@ final class DirectoryHandle: Sendable {
     /// Any failure (including `ENOSPC` from `write` or `close`, and `EIO` from `fsync`) is thrown, never ignored,
     /// and leaves no temporary file behind. A failing `fsync` is never retried on the same file (after it the
     /// page cache may no longer hold the data); callers retry the whole write, which starts from a new file.
-    /// `name` must be a plain name (the daemon only writes names it made).
-    func writeAtomically(_ name: String, bytes: [UInt8], durable: Bool = true, mode: mode_t = 0o644) throws(FileSystemError) {
-        precondition(!ShardName.isKey(name) && !name.utf8.contains(UInt8(ascii: "/")), "writeAtomically needs a plain file name")
-        let temp = DirectoryHandle.temporaryName(for: name)
-        if let injected = faults?.check(.create, name) {
-            throw FileSystemError(operation: "create", path: display(temp), errorNumber: injected)
-        }
-        var fd = openat(self.fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        if fd < 0, errno == EEXIST {
-            try unlink(temp)
-            fd = openat(self.fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        }
-        guard fd >= 0 else { throw FileSystemError.current("create", display(temp)) }
-        var failure: FileSystemError?
-        let faults = self.faults
-        bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                if let injected = faults?.check(.write, name) {
-                    // As a full disk does: part of the data lands, then the call fails.
-                    _ = write(fd, buffer.baseAddress! + offset, min(512, buffer.count - offset))
-                    failure = FileSystemError(operation: "write", path: display(temp), errorNumber: injected)
-                    return
-                }
-                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = FileSystemError.current("write", display(temp))
-                    return
-                }
-                offset += n
-            }
-        }
-        if failure == nil, durable {
-            if let injected = faults?.check(.fileSync, name) {
-                failure = FileSystemError(operation: "fsync", path: display(temp), errorNumber: injected)
-            } else if fsync(fd) != 0 {
-                failure = FileSystemError.current("fsync", display(temp))
-            }
-        }
-        if close(fd) != 0, failure == nil { failure = FileSystemError.current("close", display(temp)) }
-        if let failure {
-            _ = unlinkat(self.fd, temp, 0)
-            throw failure
-        }
-        if let injected = faults?.check(.rename, name) {
-            _ = unlinkat(self.fd, temp, 0)
-            throw FileSystemError(operation: "rename", path: display(temp) + " -> " + display(name), errorNumber: injected)
-        }
-        guard renameat(self.fd, temp, self.fd, name) == 0 else {
-            let error = FileSystemError.current("rename", display(temp) + " -> " + display(name))
-            _ = unlinkat(self.fd, temp, 0)
-            throw error
-        }
-        if durable { try sync() }
+    /// `name` must be a plain name (the daemon only writes names it made). With `syncDirectory: false` the caller
+    /// fsyncs this directory itself (a group commit makes several renames durable with one directory `fsync`).
+    func writeAtomically(_ name: String, bytes: [UInt8], durable: Bool = true, syncDirectory: Bool = true, mode: mode_t = 0o644)
+        throws(FileSystemError)
+    {
+        let staged = try stage(name, bytes: bytes, mode: mode, startWriteback: false)
+        try staged.finish(durable: durable)
+        try staged.install()
+        if durable && syncDirectory { try sync() }
     }
 }
 
@@ -329,21 +283,37 @@ extension EntryInfo {
     }
 }
 
-/// Reads `fd` to its end: at most `limit` bytes (more is an `EFBIG` error); `path` labels errors.
+/// Reads `fd` to its end: at most `limit` bytes (more is an `EFBIG` error); `path` labels errors. Reads into the
+/// result directly, sized from `fstat` (a file that grows meanwhile is still read to its end).
 func readAll(_ fd: Int32, limit: Int, path: String) throws(FileSystemError) -> [UInt8] {
+    var st = stat()
+    let expected = fstat(fd, &st) == 0 ? max(0, Int(st.st_size)) : 0
     var result: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+    var capacity = min(expected, limit) + 1
     while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw FileSystemError.current("read", path)
+        if result.count == capacity { capacity = min(limit + 1, max(capacity * 2, 64 * 1024)) }
+        let filled = result.count
+        var failure: Int32 = 0
+        var atEnd = false
+        result = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            // Keep what was read so far, then read into the rest.
+            if filled > 0 { result.withUnsafeBufferPointer { _ = buffer.initialize(from: $0) } }
+            count = filled
+            while count < capacity {
+                let n = read(fd, buffer.baseAddress! + count, capacity - count)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                if n == 0 { atEnd = true; return }
+                count += n
+            }
         }
-        if n == 0 { break }
-        result.append(contentsOf: chunk[0..<n])
+        if failure != 0 { throw FileSystemError(operation: "read", path: path, errorNumber: failure) }
         if result.count > limit { throw FileSystemError(operation: "read", path: path, errorNumber: EFBIG) }
+        if atEnd { return result }
     }
-    return result
 }
 
 /// Calls `body` with the NUL-terminated bytes of the directory entry `name` stands for (a plain name, or an

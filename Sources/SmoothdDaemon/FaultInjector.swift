@@ -49,6 +49,7 @@ final class FaultInjector: Sendable {
         var rules: [Rule] = []
         var injected: [Operation: Int] = [:]
         var afterEvaluation: (@Sendable (String) -> Void)?
+        var crashAt: GroupCommitStep?
     }
 
     private let state = Mutex(State())
@@ -82,6 +83,14 @@ final class FaultInjector: Sendable {
             return s.rules[index].errorNumber
         }
     }
+
+    /// From now on, every group commit stops dead right after `step` (`nil`: never), leaving the files as a
+    /// `kill -9` at that moment would: nothing cleaned up, nothing counted or reported (its shards come back
+    /// ``ClaimDisposition/abandoned(_:)``). Tests then recover from the directories as a new start would.
+    func crash(after step: GroupCommitStep?) { state.withLock { $0.crashAt = step } }
+
+    /// Whether a group commit is to stop right after `step`.
+    func crashes(after step: GroupCommitStep) -> Bool { state.withLock { $0.crashAt == step } }
 
     /// Runs the after-evaluation hook, if any.
     func evaluated(_ instance: String) {

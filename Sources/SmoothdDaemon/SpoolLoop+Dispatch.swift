@@ -96,7 +96,9 @@ extension SpoolLoop {
     /// Starts shards while slots are free: a claimed one is processed, a spool entry claimed (a `rename`, on the
     /// maintenance thread) and then processed, off the loop.
     mutating func dispatch() {
-        while let shard = scheduler.next(now: .now) {
+        // Shards waiting for their group commit hold no slot, but are bounded: a disk slower than the evaluations
+        // holds back new claims rather than piling up records.
+        while committing < 2 * GroupCommitter.maximumBatch, let shard = scheduler.next(now: .now) {
             switch shard.origin {
             case .claimed(let item):
                 start(shard: shard, item: item)
@@ -170,9 +172,7 @@ extension SpoolLoop {
         let attempts = self.attempts[item.instance] ?? ShardAttempts()
         let work = shardWork()
         let continuation = self.continuation
-        Task {
-            continuation.yield(.finished(shard.claimed(item), await work.process(item, attempts)))
-        }
+        Task { await work.run(shard.claimed(item), attempts, reporting: continuation) }
     }
 
     /// Claims the spool entry `name` on the maintenance thread (claims run one at a time, as ``SpoolStore/claim(_:)``
@@ -192,7 +192,7 @@ extension SpoolLoop {
             continuation.yield(.claimed(shard, name, claim))
             guard case .success(.claimed(let item)) = claim else { return }
             // A fresh claim has a new instance name, so no earlier attempts.
-            continuation.yield(.finished(shard.claimed(item), await work.process(item, ShardAttempts())))
+            await work.run(shard.claimed(item), ShardAttempts(), reporting: continuation)
         }
     }
 
@@ -220,17 +220,31 @@ struct ShardWork: Sendable {
     /// The spool store.
     var store: SpoolStore { service.store }
 
-    /// Evaluates and commits `item` on the pool; `abandoned` when the pool has stopped.
-    func process(_ item: WorkItem, _ attempts: ShardAttempts) async -> ClaimDisposition {
+    /// Evaluates the claimed shard on the pool and commits it, reporting to the loop: `.finished` when it ends
+    /// without a commit (or the pool has stopped: `abandoned`); else `.evaluated` once its record is written (its
+    /// slot is free for the next shard while it waits for its group commit) and `.committed` when that has ended.
+    func run(_ shard: PendingShard, _ attempts: ShardAttempts, reporting continuation: AsyncStream<SpoolEvent>.Continuation) async {
+        guard case .claimed(let item) = shard.origin else { return }
         let service = self.service
+        let step: ProcessStep
         do {
-            return try await pool.runIfActive {
-                service.store.process(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
+            step = try await pool.runIfActive {
+                service.store.prepare(item, evaluator: service.evaluator, options: service.configuration.evaluation.metrics,
                                       totals: service.totals, gate: service.gate, attempts: attempts,
                                       failOnNonfinite: service.configuration.runs.failOnNonfinite)
             }
         } catch {
-            return .abandoned(item)
+            step = .finished(.abandoned(item))
+        }
+        switch step {
+        case .finished(let disposition):
+            continuation.yield(.finished(shard, disposition))
+        case .commit(let commit):
+            continuation.yield(.evaluated(shard))
+            let disposition = await withCheckedContinuation { (resume: CheckedContinuation<ClaimDisposition, Never>) in
+                service.store.committer.submit(commit, in: service.store) { resume.resume(returning: $0) }
+            }
+            continuation.yield(.committed(disposition))
         }
     }
 }

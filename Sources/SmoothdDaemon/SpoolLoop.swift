@@ -28,6 +28,8 @@ struct SpoolLoop {
     /// 15 min), or as soon as the file changes; with `--exit-when-idle`, not again in this run. So an entry the
     /// daemon cannot take never makes it loop.
     var unclaimable: [String: UnclaimableEntry] = [:]
+    /// Shards evaluated and waiting for (or in) their group commit; they hold no scheduler slot.
+    var committing = 0
     /// Spool scans under way (on the maintenance thread).
     var scansInFlight = 0
     /// The scan that just ended was an idle check and found nothing to do (valid for the event that reported it).
@@ -80,7 +82,10 @@ struct SpoolLoop {
         return failure
     }
 
-    var shouldEnd: Bool { stopping && (scheduler.inflight == 0 || abandon) }
+    /// Shards being evaluated or committed.
+    var inFlight: Int { scheduler.inflight + committing }
+
+    var shouldEnd: Bool { stopping && ((scheduler.inflight == 0 && committing == 0) || abandon) }
 
     mutating func handle(_ event: SpoolEvent) {
         idleScanFoundNothing = false
@@ -127,6 +132,12 @@ struct SpoolLoop {
         case .finished(let shard, let result):
             scheduler.finished(shard)
             record(result)
+        case .evaluated(let shard):
+            scheduler.finished(shard)
+            committing += 1
+        case .committed(let result):
+            committing -= 1
+            record(result)
         case .overlongFinished(let shard, let name, let outcome):
             scheduler.finished(shard)
             recordOverlong(name, outcome)
@@ -137,8 +148,8 @@ struct SpoolLoop {
             outputReopened(result)
         case .shutdown:
             beginStopping(reason: "shutdown requested")
-            if scheduler.inflight > 0 {
-                logger.info("waiting for shards in flight", metadata: ["inflight": "\(scheduler.inflight)", "grace": "\(configuration.shutdownGrace)"])
+            if inFlight > 0 {
+                logger.info("waiting for shards in flight", metadata: ["inflight": "\(inFlight)", "grace": "\(configuration.shutdownGrace)"])
                 let continuation = self.continuation
                 let grace = configuration.shutdownGrace
                 Task {
@@ -147,9 +158,9 @@ struct SpoolLoop {
                 }
             }
         case .deadline:
-            if scheduler.inflight > 0 {
+            if inFlight > 0 {
                 logger.warning("abandoning shards in flight; they stay claimed and are processed again at the next start",
-                               metadata: ["inflight": "\(scheduler.inflight)"])
+                               metadata: ["inflight": "\(inFlight)"])
             }
             abandon = true
         }
@@ -166,7 +177,7 @@ struct SpoolLoop {
     /// With `--exit-when-idle`: once nothing is queued, running or being scanned, scan once more, and stop when
     /// that scan finds nothing.
     mutating func checkIdle() {
-        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle, scansInFlight == 0 else { return }
+        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle, committing == 0, scansInFlight == 0 else { return }
         if idleScanFoundNothing {
             beginStopping(reason: "spool drained (--exit-when-idle)")
         } else {
@@ -177,9 +188,9 @@ struct SpoolLoop {
     /// Updates the gauges and the status line (sent to systemd at most once a second, on ticks).
     mutating func publish() {
         service.metrics.pending.record(scheduler.pendingCount)
-        service.metrics.inflight.record(scheduler.inflight)
+        service.metrics.inflight.record(inFlight)
         let ledger = service.totals.snapshot
-        service.status.set("\(scheduler.pendingCount) pending, \(scheduler.inflight) in flight; \(ledger.shardsOK) ok, \(ledger.shardsFailed) failed in totals")
+        service.status.set("\(scheduler.pendingCount) pending, \(inFlight) in flight; \(ledger.shardsOK) ok, \(ledger.shardsFailed) failed in totals")
     }
 
     /// Writes the textfile on the maintenance thread, without waiting for it.

@@ -18,6 +18,10 @@ enum SpoolEvent: Sendable {
     case partialsScanned([StalePartials.Entry])
     case claimed(PendingShard, String, Result<ClaimResult, FileSystemError>?)
     case finished(PendingShard, ClaimDisposition)
+    /// The shard's record is written and waits for its group commit: its slot is free.
+    case evaluated(PendingShard)
+    /// A shard reported ``evaluated(_:)`` was committed (or its commit failed).
+    case committed(ClaimDisposition)
     case overlongFinished(PendingShard, String, OverlongOutcome)
     case directoriesChecked(DirectoryCheck?)
     case outputReopened(Result<OutputReopenReport, any Error>)

@@ -69,10 +69,25 @@ extension SpoolStore {
     /// and again after the evaluation (and, for a `truncated` verdict on a file modified within ``settleSeconds``,
     /// once it has been quiet that long). If they differ, nothing is committed and the result is
     /// ``ClaimDisposition/unsettled(_:_:)``.
+    ///
+    /// The commit itself goes through the store's ``GroupCommitter`` (this call waits for it): see ``prepare``.
     func process(
         _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsFile, gate: CommitGate,
         attempts: ShardAttempts = ShardAttempts(), failOnNonfinite: Bool = false
     ) -> ClaimDisposition {
+        switch prepare(item, evaluator: evaluator, options: options, totals: totals, gate: gate, attempts: attempts, failOnNonfinite: failOnNonfinite) {
+        case .finished(let disposition): return disposition
+        case .commit(let commit): return committer.commitAndWait(commit, in: self)
+        }
+    }
+
+    /// ``process`` up to its commit: evaluates the shard and, when there is a record to commit, writes it under its
+    /// temporary name and returns it as a ``PreparedCommit`` holding the commit gate, for ``GroupCommitter`` to
+    /// commit together with the others that finish meanwhile. Everything else ends here.
+    func prepare(
+        _ item: WorkItem, evaluator: ShardEvaluator, options: MetricOptions, totals: TotalsFile, gate: CommitGate,
+        attempts: ShardAttempts = ShardAttempts(), failOnNonfinite: Bool = false
+    ) -> ProcessStep {
         do {
             // A crash (or a failed directory fsync) may have happened after the record was renamed into place:
             // finish that commit and write nothing new.
@@ -80,19 +95,17 @@ extension SpoolStore {
                 try adoptRecord(item, succeeded: true, totals: totals)
                 try finishCommit(item, succeeded: true)
                 totals.commitFinished(item.instance)
-                return .completedEarlierCommit(item, succeeded: true)
+                return .finished(.completedEarlierCommit(item, succeeded: true))
             }
             if try output.exists(ShardName.errorFile(item.instance)) {
                 try adoptRecord(item, succeeded: false, totals: totals)
                 try finishCommit(item, succeeded: false)
                 totals.commitFinished(item.instance)
-                return .completedEarlierCommit(item, succeeded: false)
+                return .finished(.completedEarlierCommit(item, succeeded: false))
             }
-            // Make the claim durable before any record can refer to it.
-            try work.sync()
-            try spool.sync()
+            // The claim is made durable by the group commit, before any record that refers to it is renamed into place.
         } catch {
-            return .retry(item, "\(error)")
+            return .finished(.retry(item, "\(error)"))
         }
 
         let start = ContinuousClock.now
@@ -103,7 +116,7 @@ extension SpoolStore {
             switch error.errorNumber {
             case ELOOP, EINVAL:
                 try? work.rename(item.instance, to: spool, as: item.source, replace: false)
-                return .ignored(item)
+                return .finished(.ignored(item))
             case EACCES, EPERM:
                 return reject(item, kind: .unreadable, reason: "cannot open the shard for reading: "
                     + "\(String(cString: strerror(error.errorNumber))) (check its owner and mode)", gate: gate, totals: totals, start: start)
@@ -112,7 +125,7 @@ extension SpoolStore {
                     return reject(item, kind: .unreadable, reason: "cannot open the shard: \(String(cString: strerror(error.errorNumber))) "
                         + "(\(attempts.readFailures + 1) attempts)", gate: gate, totals: totals, start: start)
                 }
-                return .retryRead(item, "\(error)")
+                return .finished(.retryRead(item, "\(error)"))
             }
         }
         let before = FileIdentity(fileDescriptor: fd)
@@ -136,11 +149,13 @@ extension SpoolStore {
                     + "(\(attempts.changes + 1) attempts); producers must write under a temporary name and rename when done",
                     gate: gate, totals: totals, start: start)
             }
-            return .unsettled(item, what)
+            return .finished(.unsettled(item, what))
         }
 
-        guard gate.begin() else { return .abandoned(item) }
-        defer { gate.end() }
+        guard gate.begin() else { return .finished(.abandoned(item)) }
+        // A prepared commit takes the gate with it (the group commit ends it); anything else ends it here.
+        var handedOver = false
+        defer { if !handedOver { gate.end() } }
         let time = WallClock.iso8601(WallClock.now())
         do {
             switch outcome {
@@ -149,70 +164,68 @@ extension SpoolStore {
                 let placement: ShardPlacement
                 switch EvalReport.admit(outcome, groupBy: totals.groupBy, failOnNonfinite: failOnNonfinite) {
                 case .failure(let failure):
-                    return try commit(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item, totals: totals)
+                    handedOver = true
+                    return try stage(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item,
+                                     totals: totals, gate: gate, start: start)
                 case .success(let admitted): placement = admitted.1
                 }
-                var record = SummaryRecord(summary, item: item, placement: placement, groupBy: totals.groupBy, options: options, time: time,
+                let record = SummaryRecord(summary, item: item, placement: placement, groupBy: totals.groupBy, options: options, time: time,
                                            seconds: (ContinuousClock.now - start).seconds)
-                // Crash-safe order: the new record is durable first, then the one it supersedes leaves (a crash in
-                // between leaves both; the totals rebuilt at start count the newer and recovery moves the older).
-                try output.writeAtomically(ShardName.summaryFile(item.instance), bytes: record.recordBytes)
-                let merged = totals.recordSuccess(summary.accumulator, placement: placement, time: time,
-                                                  file: ShardName.summaryFile(item.instance), instance: item.instance)
-                record.completedGroup = merged.completed
-                if let old = merged.superseded {
-                    try moveSuperseded(old.name)
-                    record.superseded = (old.name, placement.identity)
-                }
-                try finishCommit(item, succeeded: true)
-                totals.commitFinished(item.instance)
-                return .succeeded(item, record, seconds: (ContinuousClock.now - start).seconds)
+                let file = try output.stage(ShardName.summaryFile(item.instance), bytes: record.recordBytes, startWriteback: true)
+                handedOver = true
+                return .commit(PreparedCommit(item: item, record: .summary(record, placement), file: file, totals: totals,
+                                              gate: gate, start: start))
             case .failure(let failure) where failure.kind == .ioError:
                 // Not the shard's fault (e.g. EIO): keep it claimed and try again later, a bounded number of times.
                 if attempts.readFailures + 1 >= SpoolStore.maximumReadFailures {
-                    return commitRejection(item, kind: .unreadable, reason: "cannot read the shard: \(failure.reason) "
+                    let step = commitRejection(item, kind: .unreadable, reason: "cannot read the shard: \(failure.reason) "
                         + "(\(attempts.readFailures + 1) attempts)", offset: failure.offset, compressedBytes: failure.compressedBytes,
-                        totals: totals, time: time, start: start)
+                        totals: totals, gate: gate, time: time, start: start)
+                    if case .commit = step { handedOver = true }
+                    return step
                 }
-                return .retryRead(item, "cannot read shard: \(failure.reason)")
+                return .finished(.retryRead(item, "cannot read shard: \(failure.reason)"))
             case .failure(let failure):
-                return try commit(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item, totals: totals)
+                handedOver = true
+                return try stage(ErrorRecord(failure, item: item, time: time, seconds: (ContinuousClock.now - start).seconds), of: item,
+                                 totals: totals, gate: gate, start: start)
             }
         } catch {
-            return .retry(item, "\(error)")
+            handedOver = false
+            return .finished(.retry(item, "\(error)"))
         }
     }
 
     /// Rejects a shard the daemon could not or would not evaluate: an error record of `kind`, the shard to `failed/`.
-    private func reject(_ item: WorkItem, kind: RecordErrorKind, reason: String, gate: CommitGate, totals: TotalsFile, start: ContinuousClock.Instant) -> ClaimDisposition {
-        guard gate.begin() else { return .abandoned(item) }
-        defer { gate.end() }
-        return commitRejection(item, kind: kind, reason: reason, offset: nil, compressedBytes: item.size, totals: totals,
-                               time: WallClock.iso8601(WallClock.now()), start: start)
+    private func reject(_ item: WorkItem, kind: RecordErrorKind, reason: String, gate: CommitGate, totals: TotalsFile, start: ContinuousClock.Instant) -> ProcessStep {
+        guard gate.begin() else { return .finished(.abandoned(item)) }
+        let step = commitRejection(item, kind: kind, reason: reason, offset: nil, compressedBytes: item.size, totals: totals, gate: gate,
+                                   time: WallClock.iso8601(WallClock.now()), start: start)
+        if case .finished = step { gate.end() }
+        return step
     }
 
-    /// Commits a rejection; the caller holds the commit gate.
+    /// Prepares the commit of a rejection; the caller holds the commit gate, which a prepared commit takes along.
     private func commitRejection(
-        _ item: WorkItem, kind: RecordErrorKind, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsFile, time: String,
-        start: ContinuousClock.Instant
-    ) -> ClaimDisposition {
+        _ item: WorkItem, kind: RecordErrorKind, reason: String, offset: UInt64?, compressedBytes: UInt64, totals: TotalsFile, gate: CommitGate,
+        time: String, start: ContinuousClock.Instant
+    ) -> ProcessStep {
         let record = ErrorRecord(item, kind: kind, offset: offset, reason: reason, time: time, seconds: (ContinuousClock.now - start).seconds,
                                  compressedBytes: compressedBytes)
         do {
-            return try commit(record, of: item, totals: totals)
+            return try stage(record, of: item, totals: totals, gate: gate, start: start)
         } catch {
-            return .retry(item, "\(error)")
+            return .finished(.retry(item, "\(error)"))
         }
     }
 
-    /// Writes `record` durably, counts it in the totals and moves the shard to `failed/`; the caller holds the
-    /// commit gate.
-    private func commit(_ record: ErrorRecord, of item: WorkItem, totals: TotalsFile) throws(FileSystemError) -> ClaimDisposition {
-        try output.writeAtomically(ShardName.errorFile(item.instance), bytes: record.recordBytes)
-        totals.recordFailure(time: record.failedAt, instance: item.instance)
-        try finishCommit(item, succeeded: false)
-        totals.commitFinished(item.instance)
-        return .failed(item, record)
+    /// Writes `record` under its temporary name, for the group commit to make durable, count, and move the shard
+    /// to `failed/`; the caller holds the commit gate, which the prepared commit takes along.
+    private func stage(_ record: ErrorRecord, of item: WorkItem, totals: TotalsFile, gate: CommitGate, start: ContinuousClock.Instant)
+        throws(FileSystemError) -> ProcessStep
+    {
+        let file = try output.stage(ShardName.errorFile(item.instance), bytes: record.recordBytes, startWriteback: true)
+        return .commit(PreparedCommit(item: item, record: .error(record), file: file, totals: totals, gate: gate, start: start))
     }
 
     /// A record of `item` exists in the output directory although this run has not counted it: its write failed
@@ -270,14 +283,18 @@ extension SpoolStore {
     /// If the shard has already left the work directory (an earlier attempt renamed it, then a directory `fsync`
     /// failed), only the `fsync`s are done again.
     func finishCommit(_ item: WorkItem, succeeded: Bool) throws(FileSystemError) {
-        if try work.entry(item.instance) == nil {
-            try (succeeded ? done : failed)?.sync()
-            try work.sync()
-            return
-        }
+        try moveOut(item, succeeded: succeeded)
+        try (succeeded ? done : failed)?.sync()
+        try work.sync()
+    }
+
+    /// ``finishCommit(_:succeeded:)`` without its `fsync`s (a group commit makes one of each directory for the
+    /// batch): renames the shard to `done/` or `failed/` (a name taken there by something not of ours gets
+    /// `.dupN`), or unlinks it with `--delete-processed`. Nothing to do when it has left the work directory already.
+    func moveOut(_ item: WorkItem, succeeded: Bool) throws(FileSystemError) {
+        guard try work.entry(item.instance) != nil else { return }
         guard let destination = succeeded ? done : failed else {
             try work.unlink(item.instance)
-            try work.sync()
             return
         }
         var target = item.instance
@@ -285,7 +302,7 @@ extension SpoolStore {
         while true {
             do {
                 try work.rename(item.instance, to: destination, as: target, replace: false)
-                break
+                return
             } catch {
                 // Something not of ours took the name in done/ or failed/: keep both files.
                 guard error.errorNumber == EEXIST, attempt < 1000 else { throw error }
@@ -293,8 +310,6 @@ extension SpoolStore {
                 target = item.instance + ".dup" + String(attempt)
             }
         }
-        try destination.sync()
-        try work.sync()
     }
 }
 

@@ -1,6 +1,13 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Dispatch
 import SmoothdJSON
 import SmoothdMetrics
 import SmoothdRuns
+import Synchronization
 
 /// What the start-up reconciliation found.
 struct RecoveryReport: Sendable, Equatable {
@@ -57,21 +64,12 @@ extension SpoolStore {
         var ledger = TotalsLedger(options: options, groupBy: groupBy)
         var unreadable: [String] = []
         var summaries: [(name: String, summary: RecordedSummary)] = []
-        for name in try output.names().sorted() where !name.hasPrefix(".") {
-            if name.hasSuffix(".summary.json") {
-                guard let record = try? JSONValue.parse(utf8: output.readFile(name)), let summary = RecordedSummary(record, groupBy: groupBy) else {
-                    unreadable.append(name)
-                    continue
-                }
-                summaries.append((name, summary))
-            } else if name.hasSuffix(".error.json") {
-                guard let record = try? JSONValue.parse(utf8: output.readFile(name)),
-                      let time = record["failed_at"]?.stringValue
-                else {
-                    unreadable.append(name)
-                    continue
-                }
-                ledger.addFailure(time: time)
+        let names = try output.names().sorted().filter { !$0.hasPrefix(".") && ($0.hasSuffix(".summary.json") || $0.hasSuffix(".error.json")) }
+        for (name, read) in zip(names, SpoolStore.readRecords(names, in: output, groupBy: groupBy)) {
+            switch read {
+            case .summary(let summary): summaries.append((name, summary))
+            case .failure(let time): ledger.addFailure(time: time)
+            case .unreadable: unreadable.append(name)
             }
         }
         // Arrival order: the order they were committed in (a reused name's instances by ordinal within one millisecond).
@@ -87,6 +85,48 @@ extension SpoolStore {
             }
         }
         return (ledger, unreadable, superseded)
+    }
+}
+
+/// A record read back at start.
+enum RecordRead: Sendable {
+    case summary(RecordedSummary)
+    /// An error record's `failed_at`.
+    case failure(time: String)
+    /// Cannot be read, parsed or placed: not counted.
+    case unreadable
+}
+
+extension SpoolStore {
+    /// The members of a summary the totals need (``RecordedSummary``); the rest (the report) is checked, not built.
+    static let recordMembers: Set<String> = ["state", "processed_at", "shard", "meta", "placement_meta", "failed_at"]
+
+    /// Reads and parses the records `names` of `directory` on every core (each file on its own; the results in the
+    /// order of `names`): at start this is most of the time before READY.
+    static func readRecords(_ names: [String], in directory: DirectoryHandle, groupBy: GroupBy) -> [RecordRead] {
+        let chunks = min(names.count, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) * 8)
+        let parts = Mutex([[RecordRead]?](repeating: nil, count: chunks))
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var part: [RecordRead] = []
+            for index in (names.count * chunk / chunks)..<(names.count * (chunk + 1) / chunks) {
+                part.append(readRecord(names[index], in: directory, groupBy: groupBy))
+            }
+            parts.withLock { $0[chunk] = part }
+        }
+        return parts.withLock { $0 }.flatMap { $0! }
+    }
+
+    /// One record of ``readRecords(_:in:groupBy:)``.
+    static func readRecord(_ name: String, in directory: DirectoryHandle, groupBy: GroupBy) -> RecordRead {
+        guard let bytes = try? directory.readFile(name), let record = try? JSONValue.parse(utf8: bytes, keepingMembers: recordMembers) else {
+            return .unreadable
+        }
+        if name.hasSuffix(".summary.json") {
+            guard let summary = RecordedSummary(record, groupBy: groupBy) else { return .unreadable }
+            return .summary(summary)
+        }
+        guard let time = record["failed_at"]?.stringValue else { return .unreadable }
+        return .failure(time: time)
     }
 }
 

@@ -50,6 +50,8 @@ final class SpoolStore: Sendable {
     let reusedNamesState = Mutex<ReusedNames?>(nil)
     /// ``claimProbes``.
     let claimProbeCount = Mutex(0)
+    /// Commits prepared records in batches (see ``GroupCommitter``).
+    let committer = GroupCommitter()
 
     /// Opens (creating when missing) every directory, checks the layout, and takes the spool and output locks.
     ///

@@ -76,37 +76,64 @@ final class TotalsFile: Sendable {
         var completed: Completeness?
     }
 
+    /// One committed record to count (see ``record(_:syncDirectory:)``).
+    enum Change: Sendable {
+        /// The summary `file` of `instance` (its record name), to merge.
+        case success(MetricAccumulator, placement: ShardPlacement, time: String, file: String, instance: String)
+        /// An error record (of `instance`, when it is a shard's).
+        case failure(time: String, instance: String?)
+    }
+
     /// Merges the committed summary `file` of `instance` (its record name) and rewrites `totals.json`. Blocking
     /// (it writes the file).
     @discardableResult
     func recordSuccess(_ accumulator: MetricAccumulator, placement: ShardPlacement, time: String, file: String, instance: String) -> Merged {
-        let merged = state.withLock { state -> Merged? in
-            let before = state.ledger.runs.group(placement.group)?.completeness
-            let superseded: RunLedger.Shard?
-            do {
-                superseded = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file)
-            } catch {
-                logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
-                return nil
-            }
-            state.recorded.insert(instance)
-            state.version += 1
-            let after = state.ledger.runs.group(placement.group)?.completeness
-            let completed = after.flatMap { $0.isComplete && !(before?.isComplete ?? false) ? $0 : nil }
-            return Merged(superseded: superseded, completed: completed)
-        }
-        if merged != nil { write() }
-        return merged ?? Merged()
+        record([.success(accumulator, placement: placement, time: time, file: file, instance: instance)])[0]
     }
 
     /// Counts a committed error record and rewrites `totals.json`. Blocking (it writes the file).
     func recordFailure(time: String, instance: String? = nil) {
-        state.withLock { state in
-            state.ledger.addFailure(time: time)
-            if let instance { state.recorded.insert(instance) }
-            state.version += 1
+        record([.failure(time: time, instance: instance)])
+    }
+
+    /// Counts the committed records of `changes` (whose records are durable: the ledger is what `/metrics` and the
+    /// live report show) under one lock, then rewrites `totals.json` once for all of them. With `syncDirectory:
+    /// false` its rename is left for the caller's next `fsync` of the output directory (a group commit makes it
+    /// durable with the batch's other renames; until then a crash leaves the previous totals, which the start
+    /// rebuilds from the records anyway). Blocking. Returns what each change merged, in order.
+    @discardableResult
+    func record(_ changes: [Change], syncDirectory: Bool = true) -> [Merged] {
+        let merged = state.withLock { state -> [Merged] in
+            var merged: [Merged] = []
+            merged.reserveCapacity(changes.count)
+            for change in changes {
+                switch change {
+                case .success(let accumulator, let placement, let time, let file, let instance):
+                    let before = state.ledger.runs.group(placement.group)?.completeness
+                    let superseded: RunLedger.Shard?
+                    do {
+                        superseded = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file)
+                    } catch {
+                        logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
+                        merged.append(Merged())
+                        continue
+                    }
+                    state.recorded.insert(instance)
+                    state.version += 1
+                    let after = state.ledger.runs.group(placement.group)?.completeness
+                    let completed = after.flatMap { $0.isComplete && !(before?.isComplete ?? false) ? $0 : nil }
+                    merged.append(Merged(superseded: superseded, completed: completed))
+                case .failure(let time, let instance):
+                    state.ledger.addFailure(time: time)
+                    if let instance { state.recorded.insert(instance) }
+                    state.version += 1
+                    merged.append(Merged())
+                }
+            }
+            return merged
         }
-        write()
+        file.withLock { write(&$0, force: false, syncDirectory: syncDirectory) }
+        return merged
     }
 
     /// Starts again from `ledger`, rebuilt from the records in a re-opened output directory, writes `totals.json`
@@ -132,16 +159,11 @@ final class TotalsFile: Sendable {
         file.withLock { write(&$0, force: false) }
     }
 
-    /// Writes the current ledger unless the file already holds it.
-    private func write() {
-        file.withLock { write(&$0, force: false) }
-    }
-
-    private func write(_ file: inout FileState, force: Bool) {
+    private func write(_ file: inout FileState, force: Bool, syncDirectory: Bool = true) {
         let (ledger, version, output, stale) = state.withLock { ($0.ledger, $0.version, $0.output, $0.stale) }
         guard force || stale || version > file.written else { return }
         do {
-            try output.writeAtomically(TotalsFile.fileName, bytes: ledger.record(options: options).recordBytes)
+            try output.writeAtomically(TotalsFile.fileName, bytes: ledger.record(options: options).recordBytes, syncDirectory: syncDirectory)
             if stale { logger.notice("totals written again after an earlier failure") }
             file.written = version
             state.withLock { $0.stale = false }

@@ -19,6 +19,17 @@ extension JSONValue {
         return try parser.parseDocument()
     }
 
+    /// Parses strict JSON (as ``parse(utf8:)``), keeping of a top-level object only the members named in `keep`:
+    /// the others are checked (the same grammar, UTF-8 and nesting limit, so a malformed document is still an
+    /// error) but not built, which is most of the cost of parsing. A top-level value that is not an object is
+    /// returned whole.
+    public static func parse<Bytes: Collection>(utf8 bytes: Bytes, keepingMembers keep: Set<String>) throws(JSONParseError) -> JSONValue
+    where Bytes.Element == UInt8 {
+        var parser = JSONParser(bytes: Array(bytes))
+        parser.keep = keep
+        return try parser.parseDocument()
+    }
+
     /// Parses strict JSON from a string.
     public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(utf8: Array(text.utf8))
@@ -29,6 +40,8 @@ private struct JSONParser {
     let bytes: [UInt8]
     var index = 0
     var depth = 0
+    /// The top-level members to build (all when nil); the others are only checked (``skipValue()``).
+    var keep: Set<String>?
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -108,7 +121,11 @@ private struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             index += 1
             skipWhitespace()
-            members.append((key, try parseValue()))
+            if depth == 1, let keep, !keep.contains(key) {
+                try skipValue()
+            } else {
+                members.append((key, try parseValue()))
+            }
         } while try nextItem(closedBy: UInt8(ascii: "}"))
         return .object(members)
     }
@@ -155,46 +172,61 @@ private struct JSONParser {
             return text
         }
         var scalars = String.UnicodeScalarView()
+        try scanString(into: &scalars, building: true)
+        return String(scalars)
+    }
+
+    /// From inside a string to past its closing quote, checking escapes, control characters and UTF-8; with
+    /// `building`, appends its scalars to `scalars`.
+    mutating func scanString(into scalars: inout String.UnicodeScalarView, building: Bool) throws(JSONParseError) {
         while true {
             guard index < bytes.count else { throw fail("unterminated string") }
             let c = bytes[index]
-            if c == UInt8(ascii: "\"") { index += 1; break }
+            if c == UInt8(ascii: "\"") { index += 1; return }
             if c < 0x20 { throw fail("control character in string") }
+            let scalar: Unicode.Scalar
             if c == UInt8(ascii: "\\") {
                 index += 1
                 guard index < bytes.count else { throw fail("unterminated string") }
                 let e = bytes[index]
                 index += 1
                 switch e {
-                case UInt8(ascii: "\""): scalars.append("\"")
-                case UInt8(ascii: "\\"): scalars.append("\\")
-                case UInt8(ascii: "/"): scalars.append("/")
-                case UInt8(ascii: "b"): scalars.append("\u{08}")
-                case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "t"): scalars.append("\t")
-                case UInt8(ascii: "u"):
-                    var code = try parseHex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
-                        else { throw fail("unpaired surrogate in string") }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate in string") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(code) {
-                        throw fail("unpaired surrogate in string")
-                    }
-                    guard let scalar = Unicode.Scalar(code) else { throw fail("invalid \\u escape") }
-                    scalars.append(scalar)
+                case UInt8(ascii: "\""): scalar = "\""
+                case UInt8(ascii: "\\"): scalar = "\\"
+                case UInt8(ascii: "/"): scalar = "/"
+                case UInt8(ascii: "b"): scalar = "\u{08}"
+                case UInt8(ascii: "f"): scalar = "\u{0C}"
+                case UInt8(ascii: "n"): scalar = "\n"
+                case UInt8(ascii: "r"): scalar = "\r"
+                case UInt8(ascii: "t"): scalar = "\t"
+                case UInt8(ascii: "u"): scalar = try parseUnicodeEscape()
                 default: throw fail("invalid escape in string")
                 }
-                continue
+            } else if c < 0x80 {
+                index += 1
+                scalar = Unicode.Scalar(c)
+            } else {
+                scalar = try decodeUTF8Scalar()
             }
-            scalars.append(try decodeUTF8Scalar())
+            if building { scalars.append(scalar) }
         }
-        return String(scalars)
+    }
+
+    /// After `\\u`: the escaped scalar (a surrogate pair as one).
+    mutating func parseUnicodeEscape() throws(JSONParseError) -> Unicode.Scalar {
+        var code = try parseHex4()
+        if (0xD800...0xDBFF).contains(code) {
+            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+            else { throw fail("unpaired surrogate in string") }
+            index += 2
+            let low = try parseHex4()
+            guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate in string") }
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+        } else if (0xDC00...0xDFFF).contains(code) {
+            throw fail("unpaired surrogate in string")
+        }
+        guard let scalar = Unicode.Scalar(code) else { throw fail("invalid \\u escape") }
+        return scalar
     }
 
     /// Decodes one UTF-8 scalar at `index`, rejecting overlong forms, surrogates and stray bytes.
@@ -225,6 +257,15 @@ private struct JSONParser {
 
     mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = index
+        let isInteger = try scanNumber()
+        let text = String(decoding: bytes[start..<index], as: UTF8.self)
+        if isInteger, let v = Int64(text) { return .int(v) }
+        guard let d = Double(text) else { throw JSONParseError(offset: start, reason: "invalid number") }
+        return .double(d)
+    }
+
+    /// Moves past a number, checking its grammar; whether it is an integer (no fraction, no exponent).
+    mutating func scanNumber() throws(JSONParseError) -> Bool {
         var isInteger = true
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
         func digits(_ p: inout JSONParser) -> Int {
@@ -249,9 +290,46 @@ private struct JSONParser {
             if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
             if digits(&self) == 0 { throw fail("invalid number") }
         }
-        let text = String(decoding: bytes[start..<index], as: UTF8.self)
-        if isInteger, let v = Int64(text) { return .int(v) }
-        guard let d = Double(text) else { throw JSONParseError(offset: start, reason: "invalid number") }
-        return .double(d)
+        return isInteger
+    }
+}
+
+extension JSONParser {
+    /// Moves past one value, checking it as ``parseValue()`` would, without building it.
+    mutating func skipValue() throws(JSONParseError) {
+        guard index < bytes.count else { throw fail("unexpected end of JSON") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            if try openContainer(closedBy: UInt8(ascii: "}")) { return }
+            repeat {
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+                try skipString()
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                index += 1
+                skipWhitespace()
+                try skipValue()
+            } while try nextItem(closedBy: UInt8(ascii: "}"))
+        case UInt8(ascii: "["):
+            if try openContainer(closedBy: UInt8(ascii: "]")) { return }
+            repeat {
+                skipWhitespace()
+                try skipValue()
+            } while try nextItem(closedBy: UInt8(ascii: "]"))
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw fail("unexpected character in JSON")
+        }
+    }
+
+    /// Moves past a string, checking its escapes and UTF-8 as ``parseString()`` does.
+    mutating func skipString() throws(JSONParseError) {
+        index += 1  // opening quote
+        var none = String.UnicodeScalarView()
+        try scanString(into: &none, building: false)
     }
 }

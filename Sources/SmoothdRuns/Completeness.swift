@@ -34,26 +34,23 @@ public struct Completeness: Sendable, Equatable {
 
     /// The completeness of one group's live shards, and a warning per run whose shards disagree on N.
     static func of(_ shards: [RunLedger.Shard], group: RunKey) -> (Completeness?, [NumShardsDisagreement]) {
-        var order: [RunKey: Int] = [:]
-        var runs: [(run: RunKey, shards: [RunLedger.Shard])] = []
-        for shard in shards where shard.placement.shardIndex != nil || shard.placement.numShards != nil {
-            if let i = order[shard.placement.run] {
-                runs[i].shards.append(shard)
-            } else {
-                order[shard.placement.run] = runs.count
-                runs.append((shard.placement.run, [shard]))
-            }
-        }
+        var ranked = RankedRuns()
+        for shard in shards { ranked.add(shard) }
+        return of(ranked, group: group)
+    }
+
+    /// ``of(_:group:)`` from the ranks of a group's shards, collected in arrival order (``RankedRuns``): what an
+    /// arrival costs in `serve` is this, not a pass over every member.
+    static func of(_ ranked: RankedRuns, group: RunKey) -> (Completeness?, [NumShardsDisagreement]) {
         var warnings: [NumShardsDisagreement] = []
         var parts: [(run: RunKey, expected: Int64, present: Int64, missing: [Int64])] = []
-        for (run, members) in runs {
-            let stated = members.compactMap { s in s.placement.numShards.map { (shard: s.name, numShards: $0) } }
-            guard let n = stated.map(\.numShards).max() else { continue }
-            if Set(stated.map(\.numShards)).count > 1 {
-                warnings.append(NumShardsDisagreement(group: group, run: run, shards: stated, numShardsUsed: n))
+        for ranks in ranked.runs {
+            guard let n = ranks.largest else { continue }
+            if ranks.disagree {
+                warnings.append(NumShardsDisagreement(group: group, run: ranks.run, shards: ranks.stated, numShardsUsed: n))
             }
-            let have = Set(members.compactMap(\.placement.shardIndex).filter { $0 < n })
-            parts.append((run, n, Int64(have.count), (0..<n).filter { !have.contains($0) }))
+            let present = ranks.indices.keys.reduce(0) { $1 < n ? $0 + 1 : $0 }
+            parts.append((ranks.run, n, Int64(present), (0..<n).filter { ranks.indices[$0] == nil }))
         }
         guard !parts.isEmpty else { return (nil, warnings) }
         parts.sort { $0.run < $1.run }
@@ -61,5 +58,47 @@ public struct Completeness: Sendable, Equatable {
             expected: parts.reduce(0) { $0 + $1.expected }, present: parts.reduce(0) { $0 + $1.present },
             missing: parts.flatMap { part in part.missing.map { Missing(run: part.run, shardIndex: $0) } }, runs: parts.count)
         return (completeness, warnings)
+    }
+}
+
+/// The ranks of a group's shards that state `shard_index` or `num_shards`, by run in order of first arrival: each
+/// run's stated `num_shards` (in arrival order) and its indexes. Kept up to date one arrival at a time.
+struct RankedRuns: Sendable {
+    /// One run's ranks.
+    struct Ranks: Sendable {
+        /// The run.
+        let run: RunKey
+        /// Each shard stating `num_shards`, with its value, in arrival order.
+        var stated: [(shard: String, numShards: Int64)] = []
+        /// The indexes stated, with how many shards state each.
+        var indices: [Int64: Int] = [:]
+        /// The largest `num_shards` stated.
+        var largest: Int64?
+        /// Whether two shards state different `num_shards`.
+        var disagree = false
+    }
+
+    /// The runs, in order of their first shard's arrival.
+    private(set) var runs: [Ranks] = []
+    private var position: [RunKey: Int] = [:]
+
+    /// Adds `shard` (arriving after every shard added so far); a shard stating neither is ignored.
+    mutating func add(_ shard: RunLedger.Shard) {
+        let placement = shard.placement
+        guard placement.shardIndex != nil || placement.numShards != nil else { return }
+        let i: Int
+        if let known = position[placement.run] {
+            i = known
+        } else {
+            i = runs.count
+            position[placement.run] = i
+            runs.append(Ranks(run: placement.run))
+        }
+        if let n = placement.numShards {
+            if let first = runs[i].stated.first, first.numShards != n { runs[i].disagree = true }
+            runs[i].stated.append((shard.name, n))
+            runs[i].largest = max(runs[i].largest ?? n, n)
+        }
+        if let index = placement.shardIndex { runs[i].indices[index, default: 0] += 1 }
     }
 }

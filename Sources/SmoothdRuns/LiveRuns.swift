@@ -11,6 +11,8 @@ public struct LiveRuns: Sendable {
         var members: [Int: RunLedger.Shard] = [:]
         var report: RunGroup?
         var warnings: [NumShardsDisagreement] = []
+        /// The ranks its members state, kept as they arrive, so that completeness is not recomputed from every member.
+        var ranked = RankedRuns()
         /// The latest time a member arrived or left (seconds since the epoch).
         var updated: Double = 0
     }
@@ -52,8 +54,8 @@ public struct LiveRuns: Sendable {
             state.report!.shards.append(name)
             state.report!.accumulator.merge(accumulator)
             if placement.shardIndex != nil || placement.numShards != nil {
-                let members = state.members.sorted { $0.key < $1.key }.map(\.value)
-                (state.report!.completeness, state.warnings) = Completeness.of(members, group: state.report!.key)
+                state.ranked.add(shard)
+                (state.report!.completeness, state.warnings) = Completeness.of(state.ranked, group: state.report!.key)
             }
         }
         states[placement.group] = state
@@ -105,6 +107,8 @@ public struct LiveRuns: Sendable {
         let (report, warnings) = RunGroup.of(members, options: options)
         state.report = report
         state.warnings = warnings
+        state.ranked = RankedRuns()
+        for member in members { state.ranked.add(member) }
         return state
     }
 }

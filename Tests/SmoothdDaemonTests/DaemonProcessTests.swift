@@ -54,7 +54,9 @@ struct DaemonProcessTests {
         let totals = try Files.json(out + "/totals.json")
         #expect(totals["rows"]?.intValue == Int64(expectedRows))
 
-        // /metrics through swift-prometheus.
+        // /metrics through swift-prometheus. totals.json is rewritten before the last group commit's shards leave the
+        // work directory and are reported: wait for that.
+        #expect(eventually(timeout: 30) { (try? metricValue(httpRequest(port: port, "GET", "/metrics").body, "smoothd_inflight_shards")) == 0 })
         let scrape = try httpRequest(port: port, "GET", "/metrics")
         if runAs == .nobody {
             #expect(Files.text("/proc/\(daemon.pid)/status").contains("Uid:\t\(Privileges.unprivilegedID)"), "the daemon runs as nobody")
