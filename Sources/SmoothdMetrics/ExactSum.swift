@@ -69,9 +69,23 @@ public struct ExactSum: Sendable, Equatable {
 
     /// The sum rounded to a double (deterministic for a given sum).
     public var value: Double {
-        let total = wide?.copy() ?? WideSum()
+        guard let wide else { return ExactSum.fixedValue(fixed) }
+        let total = wide.copy()
         total.addFixed(fixed)
         return total.value
+    }
+
+    /// `value` of a sum without a wide part, without building a superaccumulator (adaptive ECE rounds hundreds of
+    /// bin sums per report): the same procedure (docs/STATE-FORMAT.md) on the digits of F·2^994, which are those of
+    /// |F|·2^2 placed from digit 31 up, so digit 31 + j weighs 2^(32·j − 82).
+    static func fixedValue(_ fixed: Int128) -> Double {
+        let magnitude = fixed.magnitude
+        var result = 0.0
+        for j in stride(from: 4, through: 0, by: -1) {
+            let digit = j == 0 ? (magnitude << 2) & 0xFFFF_FFFF : (magnitude >> (32 * j - 2)) & 0xFFFF_FFFF
+            if digit != 0 { result += Double(UInt32(digit)) * Double(sign: .plus, exponent: 32 * j - 82, significand: 1) }
+        }
+        return fixed < 0 ? -result : result
     }
 
     /// Equality of the represented sums.
