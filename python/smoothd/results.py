@@ -167,6 +167,10 @@ class State:
         bins = _count(obj.get("ece_bins"), "ece_bins", where)
         if top_k < 1 or not 1 <= bins <= 10_000:
             raise ResultsError(where, "state: bad top_k or ece_bins")
+        if "bootstrap" in obj:
+            # Dropping the replicates would silently lose the intervals; smoothd merge keeps them.
+            raise ResultsError(where, "state: it keeps bootstrap replicates (smoothd --bootstrap R), which this reader "
+                                      "does not merge; merge such results with smoothd merge --bootstrap R")
         state = cls(top_k, bins)
         state.version = version
         for name in _COUNTS:

@@ -232,6 +232,11 @@ class StateFormat(unittest.TestCase):
             read_state(dict(state, state_version=3))
         with self.assertRaisesRegex(results.ResultsError, "unknown state_version 3"):
             results.State.from_json(dict(state, state_version=3), "new")
+        # Bootstrap replicates are refused by name rather than dropped (that would lose the intervals unsaid).
+        booted = self.eval_json(["valid/k2.lshd.zst"], "--bootstrap", "3")["shards"][0]["state"]
+        self.assertIn("bootstrap", booted)
+        with self.assertRaisesRegex(results.ResultsError, "bootstrap replicates.*smoothd merge --bootstrap R"):
+            results.State.from_json(booted, "booted")
         # Each consistency rule is enforced by smoothd.results as the text states it.
         broken = [dict(state, rows=state["rows"] + 1), dict(state, top_k_hits=state["correct"] - 1),
                   dict(state, bin_counts=[state["bin_counts"][0] + 1] + state["bin_counts"][1:]),
