@@ -27,21 +27,23 @@ struct StateSettings: Hashable {
     /// `top-k 5 and 15 ECE bins`, then the sweep (`, temperatures 0.5,2.0` or `, no temperatures`) and R
     /// (`, 200 bootstrap replicates` or `, no bootstrap`) where they differ from `other`'s.
     func phrase(against other: StateSettings) -> String {
-        var text = "top-k \(topK) and \(eceBins) ECE bins"
-        if temperatures != other.temperatures { text += temperatures.isEmpty ? ", no temperatures" : ", temperatures \(list)" }
-        if bootstrapReplicates != other.bootstrapReplicates {
-            text += bootstrapReplicates > 0 ? ", \(bootstrapReplicates) bootstrap replicates" : ", no bootstrap"
-        }
-        return text
+        "top-k \(topK) and \(eceBins) ECE bins" + differences(from: other, sweep: (", temperatures ", ", no temperatures"),
+                                                          bootstrap: { ", \($0) bootstrap replicates" }, noBootstrap: ", no bootstrap")
     }
 
     /// The flags that merge such states, `--temperatures` and `--bootstrap` included where they differ from `other`'s.
     func flags(against other: StateSettings) -> String {
-        var text = "--top-k \(topK) --ece-bins \(eceBins)"
-        if temperatures != other.temperatures { text += temperatures.isEmpty ? " (without --temperatures)" : " --temperatures \(list)" }
-        if bootstrapReplicates != other.bootstrapReplicates {
-            text += bootstrapReplicates > 0 ? " --bootstrap \(bootstrapReplicates)" : " (without --bootstrap)"
-        }
+        "--top-k \(topK) --ece-bins \(eceBins)" + differences(from: other, sweep: (" --temperatures ", " (without --temperatures)"),
+                                                               bootstrap: { " --bootstrap \($0)" }, noBootstrap: " (without --bootstrap)")
+    }
+
+    /// The words for the sweep and R where they differ from `other`'s: `sweep.some` + the list or `sweep.none`,
+    /// then `bootstrap(R)` or `noBootstrap`.
+    private func differences(from other: StateSettings, sweep: (some: String, none: String), bootstrap: (Int) -> String,
+                             noBootstrap: String) -> String {
+        var text = ""
+        if temperatures != other.temperatures { text += temperatures.isEmpty ? sweep.none : sweep.some + list }
+        if bootstrapReplicates != other.bootstrapReplicates { text += bootstrapReplicates > 0 ? bootstrap(bootstrapReplicates) : noBootstrap }
         return text
     }
 
