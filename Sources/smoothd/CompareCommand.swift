@@ -36,18 +36,14 @@ struct CompareCommand: ParsableCommand {
     @Flag(help: "Print one JSON document: {\"a\": KEY, \"b\": KEY, \"paired\", \"pairing\", \"bootstrap\", \"differences\": {METRIC: {\"a\", \"b\", \"difference\", \"interval\"}}}.")
     var json = false
 
-    @Argument(help: ArgumentHelp("Shards, eval --json outputs, *.summary.json / *.error.json files, serve output directories.", valueName: "input"))
-    var inputs: [String]
+    @OptionGroup var inputOptions: ResultInputOptions
 
     func validate() throws {
-        if inputs.isEmpty { throw ValidationError("give at least one input") }
-        for selector in [a, b] {
-            do { _ = try GroupSelector(parsing: selector) } catch { throw ValidationError(error.description) }
-        }
+        try ResultInputOptions.validateSelectors([a, b])
     }
 
     func run() throws {
-        let merged = try ReportCommand.merge(inputs, metricOptions: metricOptions, runOptions: runOptions)
+        let merged = try ReportCommand.merge(inputOptions.inputs, metricOptions: metricOptions, runOptions: runOptions)
         let comparison: Comparison
         do {
             comparison = try Comparison(merged, a: GroupSelector(parsing: a), b: GroupSelector(parsing: b))

@@ -42,19 +42,15 @@ struct ReportCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The B side of the comparison (differences are B − A).", valueName: "selector"))
     var compareB: String?
 
-    @Argument(help: ArgumentHelp("Shards, eval --json outputs, *.summary.json / *.error.json files, serve output directories.", valueName: "input"))
-    var inputs: [String]
+    @OptionGroup var inputOptions: ResultInputOptions
 
     func validate() throws {
-        if inputs.isEmpty { throw ValidationError("give at least one input") }
         if (compareA == nil) != (compareB == nil) { throw ValidationError("--compare-a and --compare-b go together") }
-        for selector in [compareA, compareB].compactMap({ $0 }) {
-            do { _ = try GroupSelector(parsing: selector) } catch { throw ValidationError(error.description) }
-        }
+        try ResultInputOptions.validateSelectors([compareA, compareB].compactMap({ $0 }))
     }
 
     func run() throws {
-        let merged = try ReportCommand.merge(inputs, metricOptions: metricOptions, runOptions: runOptions)
+        let merged = try ReportCommand.merge(inputOptions.inputs, metricOptions: metricOptions, runOptions: runOptions)
         var document = try ReportDocument(merged, generatedAt: WallClock.iso8601(WallClock.now()))
         if let compareA, let compareB {
             do {
