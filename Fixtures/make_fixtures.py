@@ -681,6 +681,24 @@ def check_subdir(subdir: str, build, script: str, summary) -> int:
     return report(problems, script, summary(regenerated))
 
 
+def subdir_main(doc: str, subdir: str, build, script: str, what: str, size_budget: int | None = None) -> int:
+    """main() of the generator `script` of Fixtures/SUBDIR (doc is its module docstring): with --check,
+    check_subdir; else build(HERE) and say what was written, with size_budget also SUBDIR/'s size (1 when over)."""
+    if wants_check(doc):
+        return check_subdir(subdir, build, script,
+                            lambda e: f"{what} fixtures OK: {len(e['files'])} shards, {subdir}/expected.json matches")
+    expected = build(HERE)
+    wrote = f"wrote {len(expected['files'])} shards and {subdir}/expected.json"
+    if size_budget is None:
+        print(wrote)
+        return 0
+    total = sum(p.stat().st_size for p in (HERE / subdir).iterdir() if p.is_file())
+    over = total > size_budget
+    print(f"{wrote}; {subdir}/ is {total / 1e6:.2f} MB" + (f", over the {size_budget / 1e6:.1f} MB budget" if over else ""),
+          file=sys.stderr if over else sys.stdout)
+    return int(over)
+
+
 def report(problems, script: str, ok: str) -> int:
     """Print the --check verdict; 1 when there are problems."""
     for p in problems:
@@ -693,10 +711,7 @@ def report(problems, script: str, ok: str) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--check", action="store_true", help="verify the committed fixtures instead of writing them")
-    args = ap.parse_args()
-    if args.check:
+    if wants_check(__doc__):
         return check()
     expected = build(HERE)
     total = sum(p.stat().st_size for p in HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)

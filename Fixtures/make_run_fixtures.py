@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 import lshd  # noqa: E402
 import reference  # noqa: E402
 import runs_reference  # noqa: E402
-from make_fixtures import ECE_EDGE_MARGIN, Rng, check_subdir, wants_check, write_expected, plausible_labels  # noqa: E402
+from make_fixtures import ECE_EDGE_MARGIN, Rng, subdir_main, write_expected, plausible_labels  # noqa: E402
 
 SUBDIR = "runs"
 GROUP_BYS = {"model,checkpoint,split": ("model", "checkpoint", "split"), "model": ("model",), "none": ()}
@@ -169,16 +169,9 @@ def build(outdir: Path) -> dict:
     return write_expected(root / "expected.json", expected)
 
 
-def check() -> int:
-    return check_subdir(SUBDIR, build, "Fixtures/make_run_fixtures.py",
-                        lambda e: f"run fixtures OK: {len(e['files'])} shards, {SUBDIR}/expected.json matches")
-
 def main() -> int:
-    if wants_check(__doc__):
-        return check()
-    expected = build(HERE)
-    print(f"wrote {len(expected['files'])} shards and {SUBDIR}/expected.json")
-    return 0
+    return subdir_main(__doc__, SUBDIR, build, "Fixtures/make_run_fixtures.py", "run")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 import lshd  # noqa: E402
 import reference  # noqa: E402
 import stats_reference as S  # noqa: E402
-from make_fixtures import Rng, check_subdir, wants_check, write_expected, split_frames  # noqa: E402
+from make_fixtures import Rng, subdir_main, write_expected, split_frames  # noqa: E402
 
 SUBDIR = "stats"
 TEMPERATURES = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
@@ -311,20 +311,9 @@ def build(outdir: Path) -> dict:
     return write_expected(root / "expected.json", expected)
 
 
-def check() -> int:
-    return check_subdir(SUBDIR, build, "Fixtures/make_stats_fixtures.py",
-                        lambda e: f"stats fixtures OK: {len(e['files'])} shards, {SUBDIR}/expected.json matches")
-
-
 def main() -> int:
-    if wants_check(__doc__):
-        return check()
-    expected = build(HERE)
-    total = sum(p.stat().st_size for p in (HERE / SUBDIR).iterdir() if p.is_file())
-    over = total > SIZE_BUDGET
-    print(f"wrote {len(expected['files'])} shards and {SUBDIR}/expected.json; {SUBDIR}/ is {total / 1e6:.2f} MB"
-          + (f", over the {SIZE_BUDGET / 1e6:.1f} MB budget" if over else ""), file=sys.stderr if over else sys.stdout)
-    return int(over)
+    return subdir_main(__doc__, SUBDIR, build, "Fixtures/make_stats_fixtures.py", "stats", size_budget=SIZE_BUDGET)
+
 
 if __name__ == "__main__":
     sys.exit(main())

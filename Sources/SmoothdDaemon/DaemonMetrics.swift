@@ -32,12 +32,8 @@ public final class DaemonMetrics: Sendable {
     let supersededRecords: CoreMetrics.Counter
     let nonfiniteRows: CoreMetrics.Counter
     let stalePartialFiles: CoreMetrics.Gauge
-    let totalsShards: CoreMetrics.Gauge
-    let totalsRows: CoreMetrics.Gauge
-    let totalsLoss: CoreMetrics.Gauge
-    let totalsNLL: CoreMetrics.Gauge
-    let totalsAccuracy: CoreMetrics.Gauge
-    let totalsECE: CoreMetrics.Gauge
+    /// The `smoothd_totals_*` gauges, one for each of ``totalsGauges``, in its order.
+    let totals: [CoreMetrics.Gauge]
 
     /// Every metric family the daemon exports, with its help text.
     public static let families: [(name: String, help: String)] = [
@@ -69,6 +65,18 @@ public final class DaemonMetrics: Sendable {
         ("smoothd_totals_ece", "Expected calibration error over all summaries in totals.json."),
         ("smoothd_build_info", "Build information; the value is always 1."),
     ] + GroupGauges.help
+
+    /// The gauges of totals.json: family, labels, and the value read from the ledger and its headline values (NaN
+    /// where a metric is undefined). Set together by ``updateTotals(_:options:)``.
+    static let totalsGauges: [(name: String, labels: [(String, String)], value: @Sendable (TotalsLedger, MetricValues) -> Double)] = [
+        ("smoothd_totals_shards", [("result", "ok")], { ledger, _ in Double(ledger.shardsOK) }),
+        ("smoothd_totals_shards", [("result", "failed")], { ledger, _ in Double(ledger.shardsFailed) }),
+        ("smoothd_totals_rows", [], { ledger, _ in Double(Int64(clamping: ledger.accumulator.rows)) }),
+        ("smoothd_totals_loss", [], { _, values in values.loss ?? .nan }),
+        ("smoothd_totals_nll", [], { _, values in values.nll ?? .nan }),
+        ("smoothd_totals_accuracy", [], { _, values in values.accuracy ?? .nan }),
+        ("smoothd_totals_ece", [], { _, values in values.ece ?? .nan }),
+    ]
 
     /// The most groups the `smoothd_group_*` gauges show (`--metrics-max-groups`).
     let maximumGroups: Int
@@ -112,22 +120,14 @@ public final class DaemonMetrics: Sendable {
         supersededRecords = counter("smoothd_superseded_records_total")
         nonfiniteRows = counter("smoothd_nonfinite_rows_total")
         stalePartialFiles = gauge("smoothd_stale_partial_files")
-        totalsShards = gauge("smoothd_totals_shards", [("result", "ok")])
-        totalsShardsFailed = gauge("smoothd_totals_shards", [("result", "failed")])
-        totalsRows = gauge("smoothd_totals_rows")
-        totalsLoss = gauge("smoothd_totals_loss")
-        totalsNLL = gauge("smoothd_totals_nll")
-        totalsAccuracy = gauge("smoothd_totals_accuracy")
-        totalsECE = gauge("smoothd_totals_ece")
+        totals = DaemonMetrics.totalsGauges.map { gauge($0.name, $0.labels) }
         gauge("smoothd_build_info", [("version", version), ("swift", DaemonMetrics.swiftVersion)]).record(1)
         // Counters start at zero so that every family is present in the first scrape.
         for c in [shardsOK, shardsFailed, rows, countedRows, compressedBytes, payloadBytes, inotifyOverflows, rescans, nameReuses, commitErrors, readErrors, unsettled, claimErrors, overlongNames, supersededRecords, nonfiniteRows] {
             c.increment(by: 0)
         }
-        for g in [pending, inflight, totalsShards, totalsShardsFailed, totalsRows, stalePartialFiles] { g.record(0) }
+        for g in [pending, inflight, stalePartialFiles] { g.record(0) }
     }
-
-    let totalsShardsFailed: CoreMetrics.Gauge
 
     /// The Prometheus text exposition of every metric: the registry's, then the group gauges.
     public func render() -> [UInt8] {
@@ -138,14 +138,8 @@ public final class DaemonMetrics: Sendable {
 
     /// Sets the totals gauges from the ledger.
     func updateTotals(_ ledger: TotalsLedger, options: MetricOptions) {
-        totalsShards.record(ledger.shardsOK)
-        totalsShardsFailed.record(ledger.shardsFailed)
-        totalsRows.record(Int64(clamping: ledger.accumulator.rows))
         let values = ledger.headline(options: options)
-        totalsLoss.record(values.loss ?? .nan)
-        totalsNLL.record(values.nll ?? .nan)
-        totalsAccuracy.record(values.accuracy ?? .nan)
-        totalsECE.record(values.ece ?? .nan)
+        for (gauge, family) in zip(totals, DaemonMetrics.totalsGauges) { gauge.record(family.value(ledger, values)) }
         let groups = GroupGauges.render(ledger, options: options, limit: maximumGroups)
         groupText.withLock { $0 = groups }
     }

@@ -31,10 +31,6 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Shard files (NAME.lshd.zst); a later file supersedes an earlier one of the same identity.", valueName: "shard"))
     var shards: [String]
 
-    func validate() throws {
-        if shards.isEmpty { throw ValidationError("give at least one shard") }
-    }
-
     func run() throws {
         let options = try metricOptions.evaluationOptions()
         let groupBy = try runOptions.parsedGroupBy()

@@ -35,7 +35,6 @@ struct MergeCommand: ParsableCommand {
     var inputs: [String]
 
     func validate() throws {
-        if inputs.isEmpty { throw ValidationError("give at least one input") }
         // Merging reads no shard: the pipeline's resources mean nothing here, and silently ignoring them would mislead.
         // (A budget equal to the default cannot be told from none; it is harmless, so it passes.)
         if metricOptions.threads != nil || metricOptions.memoryBudget != MetricOptionGroup.defaultMemoryBudget {

@@ -7,10 +7,6 @@ struct ResultInputOptions: ParsableArguments {
     @Argument(help: ArgumentHelp("Shards, eval --json outputs, *.summary.json / *.error.json files, serve output directories.", valueName: "input"))
     var inputs: [String]
 
-    func validate() throws {
-        if inputs.isEmpty { throw ValidationError("give at least one input") }
-    }
-
     /// Checks group selectors (`key=value[,key=value]`) as a usage error, before any input is read.
     static func validateSelectors(_ selectors: [String]) throws {
         for selector in selectors {

@@ -46,11 +46,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Process everything in the spool, then exit 0 (batch mode).")
     var exitWhenIdle: Bool?
 
-    @Option(help: ArgumentHelp("Seconds between full rescans of the spool, which find shards inotify did not report (on NFS and other network filesystems, changes made on other hosts raise no event). (default: \(ServeCommand.defaults.rescanInterval.components.seconds))", valueName: "seconds"))
-    var rescanInterval: Double?
+    @Option(help: ArgumentHelp("Seconds between full rescans of the spool, which find shards inotify did not report (on NFS and other network filesystems, changes made on other hosts raise no event).", valueName: "seconds"))
+    var rescanInterval = Seconds(ServeCommand.defaults.rescanInterval)
 
-    @Option(help: ArgumentHelp("Seconds SIGTERM waits for shards in flight before abandoning them (0-8). (default: \(ServeCommand.defaults.shutdownGrace.components.seconds))", valueName: "seconds"))
-    var shutdownGrace: Double?
+    @Option(help: ArgumentHelp("Seconds SIGTERM waits for shards in flight before abandoning them (0-8).", valueName: "seconds"))
+    var shutdownGrace = Seconds(ServeCommand.defaults.shutdownGrace)
 
     @Option(help: ArgumentHelp("Shards of at least this many bytes never take the last free slot, so small shards keep flowing.", valueName: "bytes"))
     var largeShardBytes = ServeCommand.defaults.largeShardBytes
@@ -68,8 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var runOptions: RunOptionGroup
 
-    /// The configuration's defaults, which the help shows (so they are written once, in `DaemonConfiguration`); the
-    /// two durations are `Double?` with their whole seconds in the help text, since `30.0` would read oddly there.
+    /// The configuration's defaults, which the help shows (so they are written once, in `DaemonConfiguration`).
     static let defaults = DaemonConfiguration(spoolDirectory: "", outputDirectory: "", evaluation: EvaluationOptions())
 
     /// Keys of the config file that are flags (`true`/`false`).
@@ -131,8 +130,8 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.maxInflight = maxInflight
         if let deleteProcessed { configuration.deleteProcessed = deleteProcessed }
         if let exitWhenIdle { configuration.exitWhenIdle = exitWhenIdle }
-        if let rescanInterval { configuration.rescanInterval = try ServeCommand.duration(rescanInterval, "--rescan-interval") }
-        if let shutdownGrace { configuration.shutdownGrace = try ServeCommand.duration(shutdownGrace, "--shutdown-grace") }
+        configuration.rescanInterval = try rescanInterval.duration("--rescan-interval")
+        configuration.shutdownGrace = try shutdownGrace.duration("--shutdown-grace")
         configuration.largeShardBytes = largeShardBytes
         configuration.metricsMaxGroups = metricsMaxGroups
         configuration.stalePartialSeconds = stalePartialSeconds
@@ -145,8 +144,27 @@ struct ServeCommand: AsyncParsableCommand {
         }
         return configuration
     }
+}
 
-    static func duration(_ seconds: Double, _ option: String) throws -> Duration {
+/// A duration option given in seconds (any number; ``duration(_:)`` checks it), whose default the help shows in
+/// whole seconds (`30`, not `30.0`).
+struct Seconds: ExpressibleByArgument {
+    var seconds: Double
+
+    /// A default (``duration(_:)`` gives it back to the millisecond).
+    init(_ duration: Duration) { seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) * 1e-18 }
+
+    init?(argument: String) {
+        guard let seconds = Double(argument) else { return nil }
+        self.seconds = seconds
+    }
+
+    var defaultValueDescription: String {
+        seconds == seconds.rounded() && abs(seconds) < 1e15 ? "\(Int64(seconds))" : "\(seconds)"
+    }
+
+    /// The duration, to the millisecond; a usage error naming `option` unless it is in [0, one year).
+    func duration(_ option: String) throws -> Duration {
         guard seconds.isFinite, seconds >= 0, seconds < 86_400 * 365 else { throw ValidationError("\(option) must be a number of seconds") }
         return .milliseconds(Int64((seconds * 1000).rounded()))
     }
