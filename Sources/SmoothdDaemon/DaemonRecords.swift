@@ -167,5 +167,9 @@ struct TotalsRecord: Sendable, JSONObjectEncodable {
 
 extension JSONObjectEncodable {
     /// The bytes of a record file: the object indented, and a final newline. The one encoding of every record.
-    var recordBytes: [UInt8] { Array((json.serialized(pretty: true) + "\n").utf8) }
+    var recordBytes: [UInt8] {
+        var bytes = json.serializedBytes(pretty: true)
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
 }

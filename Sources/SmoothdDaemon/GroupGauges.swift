@@ -35,14 +35,18 @@ enum GroupGauges {
             a.element.updated != b.element.updated ? a.element.updated > b.element.updated : a.offset < b.offset
         }.prefix(limit).sorted { $0.offset < $1.offset }.map(\.element)
         let labels = labelNames(ledger.runs.groupBy.keys)
+        // Each group's values and label set once, not once per family (the loop renders after every result).
+        let rows = shown.map { (entry: (group: RunGroup, updated: Double)) -> (RunGroup, MetricValues, Double, String) in
+            let (group, updated) = entry
+            let pairs = zip(labels, group.key.members).map { name, member in "\(name)=\"\(escape(labelValue(member.1)))\"" }
+            return (group, MetricValues(group.accumulator, options: options), updated, pairs.isEmpty ? "" : "{" + pairs.joined(separator: ",") + "}")
+        }
         var text = ""
         for family in families {
             text += "# HELP \(family.name) \(family.help)\n# TYPE \(family.name) gauge\n"
-            for (group, updated) in shown {
-                let values = MetricValues(group.accumulator, options: options)
+            for (group, values, updated, labelSet) in rows {
                 guard let value = family.value(group, values, updated) else { continue }
-                let pairs = zip(labels, group.key.members).map { name, member in "\(name)=\"\(escape(labelValue(member.1)))\"" }
-                text += family.name + (pairs.isEmpty ? "" : "{" + pairs.joined(separator: ",") + "}") + " " + number(value) + "\n"
+                text += family.name + labelSet + " " + number(value) + "\n"
             }
         }
         text += "# HELP smoothd_groups \(help[families.count].help)\n# TYPE smoothd_groups gauge\nsmoothd_groups \(all.count)\n"

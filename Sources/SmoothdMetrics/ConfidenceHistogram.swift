@@ -119,6 +119,15 @@ public struct ConfidenceHistogram: Sendable, Equatable {
     /// Rows counted.
     public var count: UInt64 { nonEmptyBins.reduce(0) { $0 &+ $1.bin.count } }
 
+    /// Keeps only the non-empty bins (the form a state read back has). A finished shard's histogram is dense,
+    /// about 64 KB whatever its rows; every accumulator kept after its rows are in (a shard's summary in `eval`,
+    /// each live shard in `serve`'s ledger) is compacted, or 2,000 small shards would hold 128 MB.
+    public mutating func compact() {
+        guard !dense.isEmpty else { return }
+        sparse = nonEmptyBins
+        dense = []
+    }
+
     private mutating func makeDense() {
         var bins = Array(repeating: Bin(), count: ConfidenceHistogram.binCount)
         for (index, bin) in sparse { bins[index] = bin }

@@ -94,6 +94,8 @@ extension EvaluationRun {
         shared.withLock { state in
             var total = MetricAccumulator(options: options.metrics)
             for result in state.results { total.merge(result.accumulator) }
+            // No more rows: the shard's state is kept (summaries, ledgers), so its histogram keeps only its non-empty bins.
+            total.confidenceHistogram?.compact()
             return Output(header: state.rows!.header, accumulator: total, payloadBytes: payloadBytes, labels: labels)
         }
     }

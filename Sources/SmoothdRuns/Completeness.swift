@@ -50,7 +50,13 @@ public struct Completeness: Sendable, Equatable {
                 warnings.append(NumShardsDisagreement(group: group, run: ranks.run, shards: ranks.stated, numShardsUsed: n))
             }
             let present = ranks.indices.keys.reduce(0) { $1 < n ? $0 + 1 : $0 }
-            parts.append((ranks.run, n, Int64(present), (0..<n).filter { ranks.indices[$0] == nil }))
+            // The stated indexes into a bitmap, then one pass over 0..<n: a hash lookup per rank made every arrival in
+            // a run of 2,000 ranks cost 2,000 of them (most of the group commit's CPU in `serve`).
+            var seen = [Bool](repeating: false, count: Int(n))
+            for index in ranks.indices.keys where index >= 0 && index < n { seen[Int(index)] = true }
+            var missing: [Int64] = []
+            for i in 0..<Int(n) where !seen[i] { missing.append(Int64(i)) }
+            parts.append((ranks.run, n, Int64(present), missing))
         }
         guard !parts.isEmpty else { return (nil, warnings) }
         parts.sort { $0.run < $1.run }
