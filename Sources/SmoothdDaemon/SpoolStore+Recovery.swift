@@ -67,16 +67,24 @@ extension SpoolStore {
         var ledger = TotalsLedger(options: options, groupBy: groupBy)
         var unreadable: [String] = []
         let names = try output.names().sorted().filter { !$0.hasPrefix(".") && ($0.hasSuffix(".summary.json") || $0.hasSuffix(".error.json")) }
-        let (reads, partials) = SpoolStore.readRecords(names, in: output, groupBy: groupBy, options: options)
+        var (reads, partials) = SpoolStore.readRecords(names, in: output, groupBy: groupBy, options: options)
         var summaries: [(instance: String, summary: RecordedSummary, ordinal: Int, name: String)] = []
-        for (name, read) in zip(names, reads) {
-            switch read {
-            case .summary(let summary):
-                let instance = String(name.dropLast(".summary.json".count))
-                summaries.append((instance, summary, ShardName.ordinal(ofInstance: instance), name))
-            case .failure(let time): ledger.addFailure(time: time)
-            case .unreadable: unreadable.append(name)
+        summaries.reserveCapacity(names.count)
+        var next = 0
+        for part in reads.indices {
+            // Each part is let go once copied: the reads of every file are never held twice.
+            for read in reads[part] {
+                let name = names[next]
+                next += 1
+                switch read {
+                case .summary(let summary):
+                    let instance = String(name.dropLast(".summary.json".count))
+                    summaries.append((instance, summary, ShardName.ordinal(ofInstance: instance), name))
+                case .failure(let time): ledger.addFailure(time: time)
+                case .unreadable: unreadable.append(name)
+                }
             }
+            reads[part] = []
         }
         // Arrival order: the order they were committed in (a reused name's instances by ordinal within one millisecond).
         summaries.sort { ($0.summary.time, $0.ordinal, $0.name) < ($1.summary.time, $1.ordinal, $1.name) }
@@ -84,6 +92,7 @@ extension SpoolStore {
         for part in partials {
             for (group, sum) in part { sums[group, default: StateSum(options: options)].add(sum) }
         }
+        partials = []
         var live: [ShardIdentity: Int] = [:]
         var isLive = [Bool](repeating: true, count: summaries.count)
         var superseded: [(old: String, by: String)] = []
@@ -106,7 +115,7 @@ extension SpoolStore {
         where !summaries.indices.contains(where: { isLive[$0] && summaries[$0].summary.placement.group == group }) {
             sums[group] = nil  // every member superseded by one in another group
         }
-        ledger.addCounted(summaries.indices.filter { isLive[$0] }.map { index in
+        ledger.addCounted(summaries.indices.lazy.filter { isLive[$0] }.map { index in
             let entry = summaries[index]
             return (name: entry.instance, placement: entry.summary.placement, check: entry.summary.check, time: entry.summary.time)
         }, sums: sums)
@@ -141,19 +150,22 @@ extension SpoolStore {
     static let recordMembers: Set<String> = ["state", "processed_at", "shard", "meta", "placement_meta", "failed_at"]
 
     /// Reads and parses the records `names` of `directory` on every core (each file on its own; the results in the
-    /// order of `names`), and merges the summaries' states of `options` by group, one sum per part of the work (no
+    /// order of `names`, in consecutive parts), and merges the summaries' states of `options` by group, one sum per part of the work (no
     /// state is kept per file): at start this is most of the time before READY.
     static func readRecords(_ names: [String], in directory: DirectoryHandle, groupBy: GroupBy, options: MetricOptions)
-        -> (reads: [RecordRead], sums: [[RunKey: StateSum]])
+        -> (reads: [[RecordRead]], sums: [[RunKey: StateSum]])
     {
         let chunks = min(names.count, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) * 8)
         let parts = Mutex([(reads: [RecordRead], sums: [RunKey: StateSum])?](repeating: nil, count: chunks))
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             var reads: [RecordRead] = []
             var sums: [RunKey: StateSum] = [:]
+            var keys = RunKeyTable()
             for index in (names.count * chunk / chunks)..<(names.count * (chunk + 1) / chunks) {
                 var (read, state) = readRecord(names[index], in: directory, groupBy: groupBy)
                 if case .summary(var summary) = read, let state {
+                    summary.placement = keys.shared(summary.placement)
+                    read = .summary(summary)
                     do throws(TotalsMismatchError) {
                         try TotalsLedger.check(state, options: options, file: names[index])
                         sums[summary.placement.group, default: StateSum(options: options)].add(state)
@@ -167,7 +179,7 @@ extension SpoolStore {
             parts.withLock { $0[chunk] = (reads, sums) }
         }
         let all = parts.withLock { $0 }.map { $0! }
-        return (all.flatMap(\.reads), all.map(\.sums))
+        return (all.map(\.reads), all.map(\.sums))
     }
 
     /// One record of ``readRecords(_:in:groupBy:options:)``, with a summary's state.

@@ -81,12 +81,15 @@ public struct TotalsLedger: Sendable {
 
     /// Counts, at start, the live summaries `shards` (arrival order, distinct identities, checked with
     /// ``check(_:options:file:)``) whose states are merged by group in `sums` (see ``LiveRuns/recordCounted(_:sums:)``).
-    mutating func addCounted(_ shards: [(name: String, placement: ShardPlacement, check: StateCheck, time: String)], sums: [RunKey: StateSum]) {
+    mutating func addCounted(_ shards: some Collection<(name: String, placement: ShardPlacement, check: StateCheck, time: String)>,
+                             sums: [RunKey: StateSum]) {
+        summaryTimes.reserveCapacity(shards.count)
         for shard in shards {
             note(shard.time)
             summaryTimes[shard.name] = shard.time
         }
-        runs.recordCounted(shards.map { (name: $0.name, placement: $0.placement, check: $0.check, time: WallClock.seconds(iso8601: $0.time) ?? 0) }, sums: sums)
+        runs.recordCounted(shards.lazy.map { (name: $0.name, placement: $0.placement, check: $0.check, time: WallClock.seconds(iso8601: $0.time) ?? 0) },
+                           sums: sums)
     }
 
     /// Counts one failed shard recorded at `time`.

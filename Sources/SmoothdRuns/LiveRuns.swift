@@ -29,7 +29,8 @@ public struct LiveRuns: Sendable {
 
     /// One group's live members (by arrival number), their merged state and its report's parts.
     private struct GroupState: Sendable {
-        var members: [Int: Member] = [:]
+        /// The members with their arrival numbers, in arrival order (an array: a dictionary costs twice the memory).
+        var members: [(arrival: Int, member: Member)] = []
         /// The first live member's group key (values equal in the order are one value: 1 and 1.0).
         var key: RunKey
         /// The members' names in arrival order.
@@ -45,15 +46,25 @@ public struct LiveRuns: Sendable {
         var report: RunGroup { RunGroup(key: key, shards: shards, completeness: completeness, accumulator: sum.accumulator) }
 
         mutating func join(_ member: Member, arrival: Int, time: Double) {
-            members[arrival] = member
+            members.append((arrival, member))
             shards.append(member.name)
             updated = max(updated, time)
             if member.placement.shardIndex != nil || member.placement.numShards != nil { ranked.add(member.name, member.placement) }
         }
 
+        /// The index in `members` of the member that arrived `arrival`th.
+        func position(of arrival: Int) -> Int? {
+            var low = 0, high = members.count
+            while low < high {
+                let mid = (low + high) / 2
+                if members[mid].arrival < arrival { low = mid + 1 } else { high = mid }
+            }
+            return low < members.count && members[low].arrival == arrival ? low : nil
+        }
+
         /// Key, names, ranks and completeness again from the members (after one left).
         mutating func reorder() {
-            let ordered = members.sorted { $0.key < $1.key }.map(\.value)
+            let ordered = members.map(\.member)
             key = ordered[0].placement.group
             shards = ordered.map(\.name)
             ranked = RankedRuns()
@@ -103,10 +114,11 @@ public struct LiveRuns: Sendable {
     /// Records, at start, the live shards `shards` (in arrival order, of distinct identities none of which is live)
     /// whose states the caller has merged by group into `sums` (every group of `shards`, nothing else); each group's
     /// completeness is computed once, not per arrival.
-    public mutating func recordCounted(_ shards: [(name: String, placement: ShardPlacement, check: StateCheck, time: Double)],
+    public mutating func recordCounted(_ shards: some Sequence<(name: String, placement: ShardPlacement, check: StateCheck, time: Double)>,
                                        sums: [RunKey: StateSum]) {
         var touched: Set<RunKey> = []
         for shard in shards {
+            if live.isEmpty { live.reserveCapacity(shards.underestimatedCount) }
             precondition(live[shard.placement.identity] == nil, "recordCounted: \(shard.name) has the identity of a live shard")
             arrivals += 1
             live[shard.placement.identity] = (arrivals, shard.placement.group)
@@ -128,8 +140,8 @@ public struct LiveRuns: Sendable {
 
     /// The live shard of `identity`, if any.
     public func shard(_ identity: ShardIdentity) -> Member? {
-        guard let (arrival, group) = live[identity] else { return nil }
-        return states[group]?.members[arrival]
+        guard let (arrival, group) = live[identity], let state = states[group], let i = state.position(of: arrival) else { return nil }
+        return state.members[i].member
     }
 
     /// Takes the live shard of `identity` out and returns it: its state, read back with `stateOf(name)`, is
@@ -141,10 +153,11 @@ public struct LiveRuns: Sendable {
         guard let (arrival, group) = live.removeValue(forKey: identity), var state = states.removeValue(forKey: group) else {
             return Departure()
         }
-        guard let member = state.members.removeValue(forKey: arrival) else {
+        guard let position = state.position(of: arrival) else {
             states[group] = state
             return Departure()
         }
+        let member = state.members.remove(at: position).member
         var departure = Departure(superseded: member)
         guard !state.members.isEmpty else { return departure }
         state.updated = max(state.updated, time)
@@ -152,14 +165,14 @@ public struct LiveRuns: Sendable {
             state.sum.remove(old)
         } else {
             var sum = StateSum(options: options)
-            for (number, other) in state.members.sorted(by: { $0.key < $1.key }) {
-                if let value = readBack(other, stateOf: stateOf, into: sum) {
-                    sum.add(value)
-                } else {
-                    state.members[number] = nil
+            state.members.removeAll { _, other in
+                guard let value = readBack(other, stateOf: stateOf, into: sum) else {
                     live[other.placement.identity] = nil
                     departure.uncounted.append(other.name)
+                    return true
                 }
+                sum.add(value)
+                return false
             }
             state.sum = sum
             guard !state.members.isEmpty else { return departure }
