@@ -239,10 +239,10 @@ extension SpoolStore {
         let record = try JSONValue.parse(utf8: bytes)
         try output.writeAtomically(file, bytes: bytes)
         if succeeded {
-            guard let summary = RecordedSummary(record, groupBy: totals.groupBy) else {
+            guard let (summary, state) = RecordedSummary.read(record, groupBy: totals.groupBy) else {
                 throw FileSystemError(operation: "read (not a summary)", path: output.display(file), errorNumber: EINVAL)
             }
-            totals.recordSuccess(summary.accumulator, placement: summary.placement, time: summary.time, file: file, instance: item.instance)
+            totals.recordSuccess(state, placement: summary.placement, time: summary.time, file: file, instance: item.instance)
         } else {
             guard let time = record["failed_at"]?.stringValue else {
                 throw FileSystemError(operation: "read (not an error record)", path: output.display(file), errorNumber: EINVAL)

@@ -57,35 +57,83 @@ extension SpoolStore {
     /// `superseded` lists summaries still in the directory although a later one superseded them (a supersession a
     /// crash or an I/O error interrupted; ``moveSuperseded(_:)`` finishes it), as (old, new) record names.
     /// `from` reads another directory than the current output (one about to replace it).
+    ///
+    /// The states are merged by group while the files are read (``readRecords(_:in:groupBy:options:)``), so no
+    /// state is kept per file; a superseded summary's state is read again and subtracted.
     func rebuildLedger(options: MetricOptions, groupBy: GroupBy = .standard, from directory: DirectoryHandle? = nil) throws
         -> (ledger: TotalsLedger, unreadable: [String], superseded: [(old: String, by: String)])
     {
         let output = directory ?? self.output
         var ledger = TotalsLedger(options: options, groupBy: groupBy)
         var unreadable: [String] = []
-        var summaries: [(name: String, summary: RecordedSummary)] = []
         let names = try output.names().sorted().filter { !$0.hasPrefix(".") && ($0.hasSuffix(".summary.json") || $0.hasSuffix(".error.json")) }
-        for (name, read) in zip(names, SpoolStore.readRecords(names, in: output, groupBy: groupBy)) {
-            switch read {
-            case .summary(let summary): summaries.append((name, summary))
-            case .failure(let time): ledger.addFailure(time: time)
-            case .unreadable: unreadable.append(name)
+        var (reads, partials) = SpoolStore.readRecords(names, in: output, groupBy: groupBy, options: options)
+        var summaries: [(instance: String, summary: RecordedSummary, ordinal: Int, name: String)] = []
+        summaries.reserveCapacity(names.count)
+        var next = 0
+        for part in reads.indices {
+            // Each part is let go once copied: the reads of every file are never held twice.
+            for read in reads[part] {
+                let name = names[next]
+                next += 1
+                switch read {
+                case .summary(let summary):
+                    let instance = String(name.dropLast(".summary.json".count))
+                    summaries.append((instance, summary, ShardName.ordinal(ofInstance: instance), name))
+                case .failure(let time): ledger.addFailure(time: time)
+                case .unreadable: unreadable.append(name)
+                }
             }
+            reads[part] = []
         }
         // Arrival order: the order they were committed in (a reused name's instances by ordinal within one millisecond).
-        let instances = summaries.map { entry in
-            let instance = String(entry.name.dropLast(".summary.json".count))
-            return (instance: instance, summary: entry.summary, ordinal: ShardName.ordinal(ofInstance: instance), name: entry.name)
-        }.sorted { ($0.summary.time, $0.ordinal, $0.name) < ($1.summary.time, $1.ordinal, $1.name) }
+        summaries.sort { ($0.summary.time, $0.ordinal, $0.name) < ($1.summary.time, $1.ordinal, $1.name) }
+        var sums: [RunKey: StateSum] = [:]
+        for part in partials {
+            for (group, sum) in part { sums[group, default: StateSum(options: options)].add(sum) }
+        }
+        partials = []
+        var live: [ShardIdentity: Int] = [:]
+        var isLive = [Bool](repeating: true, count: summaries.count)
         var superseded: [(old: String, by: String)] = []
-        for entry in instances {
-            if let old = try ledger.addSuccess(entry.summary.accumulator, name: entry.instance, placement: entry.summary.placement,
-                                               time: entry.summary.time, file: output.display(entry.name)) {
-                superseded.append((old.name, entry.instance))
+        for (index, entry) in summaries.enumerated() {
+            if let mismatch = entry.summary.mismatch { throw TotalsMismatchError(file: output.display(entry.name), detail: mismatch) }
+            if let old = live.updateValue(index, forKey: entry.summary.placement.identity) {
+                isLive[old] = false
+                superseded.append((summaries[old].instance, entry.instance))
             }
         }
+        for (index, entry) in summaries.enumerated() where !isLive[index] {
+            // Its state was merged while reading; the record is read again to take it out (rare: an interrupted supersession).
+            guard let state = SpoolStore.recordedState(entry.instance, in: output, groupBy: groupBy),
+                  StateCheck(state) == entry.summary.check else {
+                throw RecordChangedError(file: output.display(entry.name))
+            }
+            sums[entry.summary.placement.group]!.remove(state)
+        }
+        for group in Set(summaries.indices.filter { !isLive[$0] }.map { summaries[$0].summary.placement.group })
+        where !summaries.indices.contains(where: { isLive[$0] && summaries[$0].summary.placement.group == group }) {
+            sums[group] = nil  // every member superseded by one in another group
+        }
+        ledger.addCounted(summaries.indices.lazy.filter { isLive[$0] }.map { index in
+            let entry = summaries[index]
+            return (name: entry.instance, placement: entry.summary.placement, check: entry.summary.check, time: entry.summary.time)
+        }, sums: sums)
         return (ledger, unreadable, superseded)
     }
+
+    /// The state of the summary record of `instance` in `directory`, if it can be read and placed.
+    static func recordedState(_ instance: String, in directory: DirectoryHandle, groupBy: GroupBy) -> MetricAccumulator? {
+        readRecord(ShardName.summaryFile(instance), in: directory, groupBy: groupBy).state
+    }
+}
+
+/// A summary superseded at start changed or vanished between the two reads of it.
+struct RecordChangedError: Error, CustomStringConvertible {
+    /// The summary file.
+    var file: String
+    /// A readable message.
+    var description: String { "\(file): changed or removed while the totals were rebuilt at start (read twice, not the same state)" }
 }
 
 /// A record read back at start.
@@ -102,46 +150,66 @@ extension SpoolStore {
     static let recordMembers: Set<String> = ["state", "processed_at", "shard", "meta", "placement_meta", "failed_at"]
 
     /// Reads and parses the records `names` of `directory` on every core (each file on its own; the results in the
-    /// order of `names`): at start this is most of the time before READY.
-    static func readRecords(_ names: [String], in directory: DirectoryHandle, groupBy: GroupBy) -> [RecordRead] {
+    /// order of `names`, in consecutive parts), and merges the summaries' states of `options` by group, one sum per part of the work (no
+    /// state is kept per file): at start this is most of the time before READY.
+    static func readRecords(_ names: [String], in directory: DirectoryHandle, groupBy: GroupBy, options: MetricOptions)
+        -> (reads: [[RecordRead]], sums: [[RunKey: StateSum]])
+    {
         let chunks = min(names.count, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) * 8)
-        let parts = Mutex([[RecordRead]?](repeating: nil, count: chunks))
+        let parts = Mutex([(reads: [RecordRead], sums: [RunKey: StateSum])?](repeating: nil, count: chunks))
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            var part: [RecordRead] = []
+            var reads: [RecordRead] = []
+            var sums: [RunKey: StateSum] = [:]
+            var keys = RunKeyTable()
             for index in (names.count * chunk / chunks)..<(names.count * (chunk + 1) / chunks) {
-                part.append(readRecord(names[index], in: directory, groupBy: groupBy))
+                var (read, state) = readRecord(names[index], in: directory, groupBy: groupBy)
+                if case .summary(var summary) = read, let state {
+                    summary.placement = keys.shared(summary.placement)
+                    read = .summary(summary)
+                    do throws(TotalsMismatchError) {
+                        try TotalsLedger.check(state, options: options, file: names[index])
+                        sums[summary.placement.group, default: StateSum(options: options)].add(state)
+                    } catch {
+                        summary.mismatch = error.detail
+                        read = .summary(summary)
+                    }
+                }
+                reads.append(read)
             }
-            parts.withLock { $0[chunk] = part }
+            parts.withLock { $0[chunk] = (reads, sums) }
         }
-        return parts.withLock { $0 }.flatMap { $0! }
+        let all = parts.withLock { $0 }.map { $0! }
+        return (all.map(\.reads), all.map(\.sums))
     }
 
-    /// One record of ``readRecords(_:in:groupBy:)``.
-    static func readRecord(_ name: String, in directory: DirectoryHandle, groupBy: GroupBy) -> RecordRead {
+    /// One record of ``readRecords(_:in:groupBy:options:)``, with a summary's state.
+    static func readRecord(_ name: String, in directory: DirectoryHandle, groupBy: GroupBy) -> (read: RecordRead, state: MetricAccumulator?) {
         guard let bytes = try? directory.readFile(name), let record = try? JSONValue.parse(utf8: bytes, keepingMembers: recordMembers) else {
-            return .unreadable
+            return (.unreadable, nil)
         }
         if name.hasSuffix(".summary.json") {
-            guard let summary = RecordedSummary(record, groupBy: groupBy) else { return .unreadable }
-            return .summary(summary)
+            guard let (summary, state) = RecordedSummary.read(record, groupBy: groupBy) else { return (.unreadable, nil) }
+            return (.summary(summary), state)
         }
-        guard let time = record["failed_at"]?.stringValue else { return .unreadable }
-        return .failure(time: time)
+        guard let time = record["failed_at"]?.stringValue else { return (.unreadable, nil) }
+        return (.failure(time: time), nil)
     }
 }
 
-/// What totals need of a `NAME.summary.json`: its state, its time and its placement, made again from its shard
-/// name and meta (or `placement_meta` when meta was omitted) under the current group-by.
+/// What totals need of a `NAME.summary.json` besides its state: its time and its placement, made again from its
+/// shard name and meta (or `placement_meta` when meta was omitted) under the current group-by.
 struct RecordedSummary: Sendable {
-    /// The exact metric state.
-    var accumulator: MetricAccumulator
     /// `processed_at`.
     var time: String
     /// Its group, run and identity.
     var placement: ShardPlacement
+    /// Figures of its state, to check it when it is read again.
+    var check: StateCheck
+    /// Why its state cannot be merged into the totals (other options), if it cannot.
+    var mismatch: String?
 
-    /// The summary in `record`, or nil when it is not one or breaks a run rule under `groupBy`.
-    init?(_ record: JSONValue, groupBy: GroupBy) {
+    /// The summary in `record` and its state, or nil when it is not one or breaks a run rule under `groupBy`.
+    static func read(_ record: JSONValue, groupBy: GroupBy) -> (RecordedSummary, MetricAccumulator)? {
         guard let state = record["state"], let accumulator = try? MetricAccumulator(jsonState: state),
               let time = record["processed_at"]?.stringValue, let shard = record["shard"]?.stringValue
         else { return nil }
@@ -149,8 +217,6 @@ struct RecordedSummary: Sendable {
         guard case .success(let placement) = ShardPlacement.place(shard: shard, meta: meta == .null ? nil : meta, groupBy: groupBy) else {
             return nil
         }
-        self.accumulator = accumulator
-        self.time = time
-        self.placement = placement
+        return (RecordedSummary(time: time, placement: placement, check: StateCheck(accumulator)), accumulator)
     }
 }

@@ -71,7 +71,7 @@ final class TotalsFile: Sendable {
     /// What merging a summary changed: the live shard it superseded, and whether its group became complete.
     struct Merged: Sendable {
         /// The live shard of the same identity it replaced, if any.
-        var superseded: RunLedger.Shard?
+        var superseded: LiveRuns.Member?
         /// The group's completeness when this summary completed it (no rank missing now, one missing before).
         var completed: Completeness?
     }
@@ -110,9 +110,18 @@ final class TotalsFile: Sendable {
                 switch change {
                 case .success(let accumulator, let placement, let time, let file, let instance):
                     let before = state.ledger.runs.group(placement.group)?.completeness
-                    let superseded: RunLedger.Shard?
+                    let superseded: LiveRuns.Member?
                     do {
-                        superseded = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file)
+                        // A superseded summary's state is read back from its record (still in the output directory).
+                        let output = state.output, groupBy = self.groupBy
+                        let departure = try state.ledger.addSuccess(accumulator, name: instance, placement: placement, time: time, file: file) {
+                            SpoolStore.recordedState($0, in: output, groupBy: groupBy)
+                        }
+                        for lost in departure.uncounted {
+                            logger.error("summary changed or unreadable while its group was merged again; no longer counted in totals",
+                                         metadata: ["record": "\(lost)"])
+                        }
+                        superseded = departure.superseded
                     } catch {
                         logger.error("summary not merged into totals", metadata: ["file": "\(file)", "error": "\(error)"])
                         merged.append(Merged())

@@ -46,11 +46,29 @@ public struct TotalsLedger: Sendable {
     public var shardsOK: Int { runs.count }
 
     /// Merges the summary `name` (its record instance) placed at `placement`, processed at `time`; returns the live
-    /// shard of the same identity it replaces, if any.
+    /// shard of the same identity it replaces, if any (its state is read back with `stateOf(name)` and taken out).
     @discardableResult
     public mutating func addSuccess(
-        _ other: MetricAccumulator, name: String, placement: ShardPlacement, time: String, file: String = ""
-    ) throws(TotalsMismatchError) -> RunLedger.Shard? {
+        _ other: MetricAccumulator, name: String, placement: ShardPlacement, time: String, file: String = "",
+        stateOf: (String) -> MetricAccumulator?
+    ) throws(TotalsMismatchError) -> LiveRuns.Departure {
+        try TotalsLedger.check(other, options: options, file: file)
+        note(time)
+        summaryTimes[name] = time
+        let departure = runs.record(name, placement: placement, accumulator: other, time: WallClock.seconds(iso8601: time) ?? 0, stateOf: stateOf)
+        let gone = (departure.superseded.map { [$0.name] } ?? []) + departure.uncounted
+        let times = gone.compactMap { summaryTimes.removeValue(forKey: $0) }
+        if times.contains(where: { $0 == firstTime || $0 == lastTime }) {
+            // Rare (a re-run of the first record): the bounds are found again over the records still counted.
+            let times = Array(summaryTimes.values) + (failureTimes.map { [$0.first, $0.last] } ?? [])
+            firstTime = times.min()
+            lastTime = times.max()
+        }
+        return departure
+    }
+
+    /// Throws unless `other` was computed with the top-k, bins, temperatures and bootstrap of `options` (`file` names it).
+    public static func check(_ other: MetricAccumulator, options: MetricOptions, file: String) throws(TotalsMismatchError) {
         guard other.topK == options.topK, other.eceBins == options.eceBins, other.temperatures == options.allTemperatures,
               other.bootstrapReplicates == options.bootstrapReplicates else {
             func sweep(_ t: [Double]) -> String { t.isEmpty ? "none" : t.map(\.description).joined(separator: ",") }
@@ -59,16 +77,19 @@ public struct TotalsLedger: Sendable {
                 detail: "top-k \(other.topK) / ece-bins \(other.eceBins) / temperatures \(sweep(other.temperatures)) / bootstrap \(other.bootstrapReplicates), "
                     + "expected \(options.topK) / \(options.eceBins) / \(sweep(options.allTemperatures)) / \(options.bootstrapReplicates)")
         }
-        note(time)
-        summaryTimes[name] = time
-        let superseded = runs.record(name, placement: placement, accumulator: other, time: WallClock.seconds(iso8601: time) ?? 0)
-        if let superseded, let old = summaryTimes.removeValue(forKey: superseded.name), old == firstTime || old == lastTime {
-            // Rare (a re-run of the first record): the bounds are found again over the records still counted.
-            let times = Array(summaryTimes.values) + (failureTimes.map { [$0.first, $0.last] } ?? [])
-            firstTime = times.min()
-            lastTime = times.max()
+    }
+
+    /// Counts, at start, the live summaries `shards` (arrival order, distinct identities, checked with
+    /// ``check(_:options:file:)``) whose states are merged by group in `sums` (see ``LiveRuns/recordCounted(_:sums:)``).
+    mutating func addCounted(_ shards: some Collection<(name: String, placement: ShardPlacement, check: StateCheck, time: String)>,
+                             sums: [RunKey: StateSum]) {
+        summaryTimes.reserveCapacity(shards.count)
+        for shard in shards {
+            note(shard.time)
+            summaryTimes[shard.name] = shard.time
         }
-        return superseded
+        runs.recordCounted(shards.lazy.map { (name: $0.name, placement: $0.placement, check: $0.check, time: WallClock.seconds(iso8601: $0.time) ?? 0) },
+                           sums: sums)
     }
 
     /// Counts one failed shard recorded at `time`.

@@ -77,20 +77,21 @@ public struct BootstrapState: Sendable, Equatable {
     }
 
     /// Adds the replicates of `other` (the same R and bins) replicate by replicate.
-    public mutating func merge(_ other: BootstrapState) {
+    /// With `negated`, takes away the replicates of an `other` merged before (exact).
+    public mutating func merge(_ other: BootstrapState, negated: Bool = false) {
         precondition(replicates == other.replicates && eceBins == other.eceBins, "merging bootstrap states of different R or bins")
         for r in 0..<replicates {
-            weights[r] &+= other.weights[r]
-            correct[r] &+= other.correct[r]
-            topKHits[r] &+= other.topKHits[r]
-            nllSum[r].add(other.nllSum[r])
-            uniformSum[r].add(other.uniformSum[r])
-            othersSum[r].add(other.othersSum[r])
+            weights[r].add(other.weights[r], negated: negated)
+            correct[r].add(other.correct[r], negated: negated)
+            topKHits[r].add(other.topKHits[r], negated: negated)
+            nllSum[r].add(other.nllSum[r], negated: negated)
+            uniformSum[r].add(other.uniformSum[r], negated: negated)
+            othersSum[r].add(other.othersSum[r], negated: negated)
         }
         for cell in 0..<(replicates * eceBins) where other.binWeights[cell] != 0 {
-            binWeights[cell] &+= other.binWeights[cell]
-            binCorrect[cell] &+= other.binCorrect[cell]
-            binConfidence[cell].add(other.binConfidence[cell])
+            binWeights[cell].add(other.binWeights[cell], negated: negated)
+            binCorrect[cell].add(other.binCorrect[cell], negated: negated)
+            binConfidence[cell].add(other.binConfidence[cell], negated: negated)
         }
     }
 

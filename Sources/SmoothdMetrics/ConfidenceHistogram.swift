@@ -34,11 +34,14 @@ public struct ConfidenceHistogram: Sendable, Equatable {
         /// An empty bin.
         public init() {}
 
-        mutating func add(_ other: Bin) {
-            count &+= other.count
-            correct &+= other.correct
-            confidence.add(other.confidence)
+        mutating func add(_ other: Bin, negated: Bool = false) {
+            count.add(other.count, negated: negated)
+            correct.add(other.correct, negated: negated)
+            confidence.add(other.confidence, negated: negated)
         }
+
+        /// No rows (what a subtraction leaves of a bin only the removed state had).
+        var isEmpty: Bool { count == 0 && correct == 0 && confidence.isZero }
     }
 
     /// Every bin (`binCount`) while rows are being added; empty otherwise.
@@ -76,9 +79,15 @@ public struct ConfidenceHistogram: Sendable, Equatable {
     }
 
     /// Adds every row of `other`.
-    public mutating func merge(_ other: ConfidenceHistogram) {
+    public mutating func merge(_ other: ConfidenceHistogram) { merge(other, negated: false) }
+
+    /// Takes away the rows of `other`, merged before: bins left empty are dropped, so the result equals the merge
+    /// of the other states (exact integer work).
+    public mutating func subtract(_ other: ConfidenceHistogram) { merge(other, negated: true) }
+
+    private mutating func merge(_ other: ConfidenceHistogram, negated: Bool) {
         if other.dense.isEmpty && other.sparse.isEmpty { return }
-        if dense.isEmpty && sparse.isEmpty {
+        if dense.isEmpty && sparse.isEmpty && !negated {
             self = other
             return
         }
@@ -90,12 +99,13 @@ public struct ConfidenceHistogram: Sendable, Equatable {
             while a < sparse.count || b < other.sparse.count {
                 if b == other.sparse.count || (a < sparse.count && sparse[a].index < other.sparse[b].index) {
                     merged.append(sparse[a]); a += 1
-                } else if a == sparse.count || other.sparse[b].index < sparse[a].index {
-                    merged.append(other.sparse[b]); b += 1
                 } else {
-                    var bin = sparse[a].bin
-                    bin.add(other.sparse[b].bin)
-                    merged.append((sparse[a].index, bin)); a += 1; b += 1
+                    let same = a < sparse.count && other.sparse[b].index == sparse[a].index
+                    var bin = same ? sparse[a].bin : Bin()
+                    bin.add(other.sparse[b].bin, negated: negated)
+                    if !bin.isEmpty { merged.append((other.sparse[b].index, bin)) }
+                    if same { a += 1 }
+                    b += 1
                 }
             }
             sparse = merged
@@ -103,10 +113,10 @@ public struct ConfidenceHistogram: Sendable, Equatable {
         }
         if dense.isEmpty { makeDense() }
         if other.dense.isEmpty {
-            for (index, bin) in other.sparse { dense[index].add(bin) }
+            for (index, bin) in other.sparse { dense[index].add(bin, negated: negated) }
         } else {
             // Chunk into segment: both dense; skip empty bins without building a list.
-            for index in other.dense.indices where other.dense[index].count > 0 { dense[index].add(other.dense[index]) }
+            for index in other.dense.indices where other.dense[index].count > 0 { dense[index].add(other.dense[index], negated: negated) }
         }
     }
 

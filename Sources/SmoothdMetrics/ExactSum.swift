@@ -67,6 +67,22 @@ public struct ExactSum: Sendable, Equatable {
         if let otherWide = other.wide { mutableWide().add(otherWide) }
     }
 
+    /// Adds another sum, or with `negated` takes away one added before (exact: a supersession takes a shard's state
+    /// out of its group). A wide part that becomes zero is dropped, as a sum never given one has none.
+    @inline(__always)
+    mutating func add(_ other: ExactSum, negated: Bool) {
+        guard negated else { return add(other) }
+        if other.fixed == .min { mutableWide().addFixed(other.fixed, negated: true) } else { addFixed(-other.fixed) }
+        if let otherWide = other.wide { mutableWide().add(otherWide, negated: true) }
+        if let wide, wide.isZero { self.wide = nil }
+    }
+
+    /// The fixed-point part in 2^-80 units (without the wide part): a cheap fingerprint of the sum.
+    public var fixedPart: Int128 { fixed }
+
+    /// True when the sum is zero.
+    var isZero: Bool { fixed == 0 && (wide?.isZero ?? true) }
+
     /// The sum rounded to a double (deterministic for a given sum).
     public var value: Double {
         guard let wide else { return ExactSum.fixedValue(fixed) }
@@ -180,16 +196,17 @@ final class WideSum: @unchecked Sendable {
         addBits(UInt128(mantissa), position: max(0, exponentField - 1), negative: value < 0)
     }
 
-    /// Adds `fixed` units of 2^-80.
-    func addFixed(_ fixed: Int128) {
+    /// Adds (or with `negated` subtracts) `fixed` units of 2^-80.
+    func addFixed(_ fixed: Int128, negated: Bool = false) {
         guard fixed != 0 else { return }
-        addBits(fixed.magnitude, position: 1074 - 80, negative: fixed < 0)
+        addBits(fixed.magnitude, position: 1074 - 80, negative: (fixed < 0) != negated)
     }
 
-    func add(_ other: WideSum) {
+    /// Adds (or with `negated` subtracts) `other`.
+    func add(_ other: WideSum, negated: Bool = false) {
         let o = other.normalized()
         normalize()
-        for i in 0..<WideSum.count { digits[i] &+= o[i] }
+        for i in 0..<WideSum.count { digits[i] = negated ? digits[i] &- o[i] : digits[i] &+ o[i] }
         normalize()
     }
 

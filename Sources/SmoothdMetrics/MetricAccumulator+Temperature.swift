@@ -11,11 +11,11 @@ extension MetricAccumulator {
     }
 
     /// Merges the sweep and the histogram (a histogram merged with a version-1 state's missing one is unknown).
-    mutating func mergeStatistics(_ other: MetricAccumulator) {
-        for t in temperatureSums.indices { temperatureSums[t].merge(other.temperatureSums[t]) }
+    mutating func mergeStatistics(_ other: MetricAccumulator, negated: Bool) {
+        for t in temperatureSums.indices { temperatureSums[t].merge(other.temperatureSums[t], negated: negated) }
         if let histogram = other.confidenceHistogram {
-            confidenceHistogram?.merge(histogram)
-        } else {
+            if negated { confidenceHistogram?.subtract(histogram) } else { confidenceHistogram?.merge(histogram) }
+        } else if !negated {
             confidenceHistogram = nil
         }
     }

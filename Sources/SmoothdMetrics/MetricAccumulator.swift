@@ -99,32 +99,47 @@ public struct MetricAccumulator: Sendable, Equatable {
     }
 
     /// Adds everything counted in `other` (which must use the same top-k and bins).
-    public mutating func merge(_ other: MetricAccumulator) {
+    public mutating func merge(_ other: MetricAccumulator) { merge(other, negated: false) }
+
+    /// Takes away everything counted in `other`, which was merged into this state before: the result is the merge of
+    /// the other states, exactly (integer counts and exact sums; histogram bins left empty are dropped). A missing
+    /// confidence histogram cannot be taken back: when either state has none, this one's is left as it is, so a
+    /// caller that removes states keeps the histograms of those that have one apart (``LiveRuns`` does).
+    public mutating func subtract(_ other: MetricAccumulator) { merge(other, negated: true) }
+
+    private mutating func merge(_ other: MetricAccumulator, negated: Bool) {
         precondition(topK == other.topK && eceBins == other.eceBins && temperatures == other.temperatures
                      && bootstrapReplicates == other.bootstrapReplicates, "merging states computed with different options")
-        if let replicates = other.bootstrap { bootstrap!.merge(replicates) }
-        rows &+= other.rows
-        countedRows &+= other.countedRows
-        ignoredRows &+= other.ignoredRows
-        nonfiniteRows &+= other.nonfiniteRows
-        correct &+= other.correct
-        topKHits &+= other.topKHits
-        nllSum.add(other.nllSum)
-        uniformSum.add(other.uniformSum)
-        othersSum.add(other.othersSum)
-        entropySum.add(other.entropySum)
-        confidenceSum.add(other.confidenceSum)
-        brierSum.add(other.brierSum)
+        if let replicates = other.bootstrap { bootstrap!.merge(replicates, negated: negated) }
+        for (_, path) in MetricAccumulator.stateCounts { self[keyPath: path].add(other[keyPath: path], negated: negated) }
+        for (_, path) in MetricAccumulator.stateSums { self[keyPath: path].add(other[keyPath: path], negated: negated) }
         for b in 0..<eceBins {
-            binCounts[b] &+= other.binCounts[b]
-            binCorrect[b] &+= other.binCorrect[b]
-            binConfidence[b].add(other.binConfidence[b])
+            binCounts[b].add(other.binCounts[b], negated: negated)
+            binCorrect[b].add(other.binCorrect[b], negated: negated)
+            binConfidence[b].add(other.binConfidence[b], negated: negated)
         }
-        mergeStatistics(other)
+        mergeStatistics(other, negated: negated)
     }
 }
 
+extension UInt64 {
+    /// Wrapping `+= other`, or `-= other` with `negated` (its exact inverse).
+    @inline(__always)
+    mutating func add(_ other: UInt64, negated: Bool) { self = negated ? self &- other : self &+ other }
+}
+
 extension MetricAccumulator {
+    /// The scalar counts, by state member.
+    static let stateCounts: [(String, any WritableKeyPath<MetricAccumulator, UInt64> & Sendable)] = [
+        ("rows", \.rows), ("counted_rows", \.countedRows), ("ignored_rows", \.ignoredRows),
+        ("nonfinite_rows", \.nonfiniteRows), ("correct", \.correct), ("top_k_hits", \.topKHits),
+    ]
+    /// The scalar exact sums, by state member.
+    static let stateSums: [(String, any WritableKeyPath<MetricAccumulator, ExactSum> & Sendable)] = [
+        ("nll_sum", \.nllSum), ("uniform_sum", \.uniformSum), ("others_sum", \.othersSum),
+        ("entropy_sum", \.entropySum), ("confidence_sum", \.confidenceSum), ("brier_sum", \.brierSum),
+    ]
+
     /// The `state_version` written (docs/STATE-FORMAT.md). States written before it existed have no
     /// `state_version` and the same layout: they read as version 1.
     public static let stateVersion: Int64 = 2
@@ -168,16 +183,8 @@ extension MetricAccumulator {
         guard topK >= 1 else { throw MetricStateError("top_k: \(topK) is not >= 1") }
         guard (1...10_000).contains(bins) else { throw MetricStateError("ece_bins: \(bins) is not in [1, 10000]") }
         self.init(topK: topK, eceBins: bins, temperatures: try MetricAccumulator.stateTemperatures(state, version: stateVersion))
-        let counts: [(String, WritableKeyPath<MetricAccumulator, UInt64>)] = [
-            ("rows", \.rows), ("counted_rows", \.countedRows), ("ignored_rows", \.ignoredRows),
-            ("nonfinite_rows", \.nonfiniteRows), ("correct", \.correct), ("top_k_hits", \.topKHits),
-        ]
-        for (key, path) in counts { self[keyPath: path] = try count(state[key], key) }
-        let sums: [(String, WritableKeyPath<MetricAccumulator, ExactSum>)] = [
-            ("nll_sum", \.nllSum), ("uniform_sum", \.uniformSum), ("others_sum", \.othersSum),
-            ("entropy_sum", \.entropySum), ("confidence_sum", \.confidenceSum), ("brier_sum", \.brierSum),
-        ]
-        for (key, path) in sums { self[keyPath: path] = try sum(state[key], key) }
+        for (key, path) in MetricAccumulator.stateCounts { self[keyPath: path] = try count(state[key], key) }
+        for (key, path) in MetricAccumulator.stateSums { self[keyPath: path] = try sum(state[key], key) }
         func binValues(_ key: String) throws(MetricStateError) -> [JSONValue] {
             guard let list = state[key]?.arrayValue, list.count == eceBins else {
                 throw MetricStateError("\(key): missing, or not an array of ece_bins (\(eceBins)) values")

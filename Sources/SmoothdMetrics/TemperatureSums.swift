@@ -54,13 +54,13 @@ public struct TemperatureSums: Sendable, Equatable {
         binConfidence[bin].add(row.confidence)
     }
 
-    /// Adds `other` (same temperature and bins).
-    public mutating func merge(_ other: TemperatureSums) {
-        for (_, sum) in TemperatureSums.sums { self[keyPath: sum].add(other[keyPath: sum]) }
+    /// Adds `other` (same temperature and bins), or with `negated` takes away an `other` merged before (exact).
+    public mutating func merge(_ other: TemperatureSums, negated: Bool = false) {
+        for (_, sum) in TemperatureSums.sums { self[keyPath: sum].add(other[keyPath: sum], negated: negated) }
         for b in binCounts.indices {
-            binCounts[b] &+= other.binCounts[b]
-            binCorrect[b] &+= other.binCorrect[b]
-            binConfidence[b].add(other.binConfidence[b])
+            binCounts[b].add(other.binCounts[b], negated: negated)
+            binCorrect[b].add(other.binCorrect[b], negated: negated)
+            binConfidence[b].add(other.binConfidence[b], negated: negated)
         }
     }
 

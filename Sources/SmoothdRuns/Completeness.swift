@@ -89,8 +89,10 @@ struct RankedRuns: Sendable {
     private var position: [RunKey: Int] = [:]
 
     /// Adds `shard` (arriving after every shard added so far); a shard stating neither is ignored.
-    mutating func add(_ shard: RunLedger.Shard) {
-        let placement = shard.placement
+    mutating func add(_ shard: RunLedger.Shard) { add(shard.name, shard.placement) }
+
+    /// Adds the shard `name` placed at `placement` (see ``add(_:)``).
+    mutating func add(_ name: String, _ placement: ShardPlacement) {
         guard placement.shardIndex != nil || placement.numShards != nil else { return }
         let i: Int
         if let known = position[placement.run] {
@@ -102,7 +104,7 @@ struct RankedRuns: Sendable {
         }
         if let n = placement.numShards {
             if let first = runs[i].stated.first, first.numShards != n { runs[i].disagree = true }
-            runs[i].stated.append((shard.name, n))
+            runs[i].stated.append((name, n))
             runs[i].largest = max(runs[i].largest ?? n, n)
         }
         if let index = placement.shardIndex { runs[i].indices[index, default: 0] += 1 }

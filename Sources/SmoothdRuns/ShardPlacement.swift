@@ -146,3 +146,31 @@ public enum ShardIdentity: Sendable, Hashable, CustomStringConvertible {
         path.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
     }
 }
+
+/// Lets placements share the storage of equal group and run keys: at start 100,000 placements hold a few hundred
+/// distinct keys, each otherwise its own arrays. Keys are shared only when their members are the same to the letter
+/// (`1` and `1.0` are one key in the order but stay apart here, as a group shows its first member's values).
+public struct RunKeyTable: Sendable {
+    private var seen: [RunKey: [RunKey]] = [:]
+
+    /// An empty table.
+    public init() {}
+
+    /// `placement` with its keys replaced by the same keys seen before, if any.
+    public mutating func shared(_ placement: ShardPlacement) -> ShardPlacement {
+        let run = shared(placement.run)
+        var identity = placement.identity
+        if case .rank(_, let index) = identity { identity = .rank(run: run, index: index) }
+        return ShardPlacement(group: shared(placement.group), run: run, shardIndex: placement.shardIndex,
+                              numShards: placement.numShards, identity: identity)
+    }
+
+    private mutating func shared(_ key: RunKey) -> RunKey {
+        let same = { (other: RunKey) in
+            other.members.count == key.members.count && zip(other.members, key.members).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        }
+        if let known = seen[key]?.first(where: same) { return known }
+        seen[key, default: []].append(key)
+        return key
+    }
+}
