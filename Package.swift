@@ -95,7 +95,7 @@ let package = Package(
         // Benchmarks against `zstd -d` and the kernel alone (release builds only; see Benchmarks/README.md).
         .executableTarget(
             name: "SmoothdBench",
-            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "SmoothdKernelAVX2", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"],
+            dependencies: ["SmoothdPipeline", "SmoothdMetrics", "SmoothdKernelAVX2", "SmoothdKernelAVX512", "LSHDFormat", "Zstd", "SmoothdJSON", "SmoothdTesting"],
             path: "Benchmarks/SmoothdBench",
             swiftSettings: strict
         ),

@@ -176,9 +176,10 @@ def main():
     for dtype in ["float32", "bfloat16", "float16"]:
         print(f"| {dtype} | {kernel[(dtype, 32000)]:.2f} | {kernel[(dtype, 10)]:.3f} |")
     if small_k:
-        print("\nSmall K, float32, one thread (its CPU time), AVX2 build, M rows/s, side by side in one run: before is the "
-              "row-at-a-time kernel and `add` per row (what every K ran until issue 15), now the batch kernel (lanes for "
-              "K <= 20) and the batch `add`; kernel alone, then kernel + exact accumulation as in a chunk:\n")
+        variant = os.environ.get("SMOOTHD_KERNEL") or ("avx512" if has_avx512 else "avx2")
+        print(f"\nSmall K, float32, one thread (its CPU time), the {variant} kernel variant, M rows/s, side by side in one run: before "
+              "is the row-at-a-time kernel and `add` per row (what every K ran until issue 15), now the batch kernel (lanes for "
+              "K <= 64) and the batch `add`; kernel alone, then kernel + exact accumulation as in a chunk:\n")
         print("| K | kernel before | kernel now | now / before | chunk before | chunk now | now / before |\n|---|---|---|---|---|---|---|")
         for k, before, now, chunk_before, chunk_now in small_k:
             print(f"| {k:.0f} | {before:.1f} | {now:.1f} | {now / before:.2f}× | {chunk_before:.1f} | {chunk_now:.1f} | {chunk_now / chunk_before:.2f}× |")

@@ -4,6 +4,7 @@ import SmoothdMetrics
 import SmoothdTesting
 #if arch(x86_64)
 import SmoothdKernelAVX2
+import SmoothdKernelAVX512
 #endif
 
 /// Times the row kernel alone on one thread over rows already in memory (the CPU's kernel variant).
@@ -38,8 +39,9 @@ enum KernelBenchmark {
 /// lanes kernel up to `RowKernel.lanesMaxClasses`), each alone and followed by its exact accumulation as in a
 /// chunk (before: `add(_:)` per row; now: the batch `add`).
 enum SmallKBenchmark {
-    /// M rows per second of each, float32, one thread, the AVX2 build (the row-by-row one exists only there).
-    /// Seconds are the thread's CPU time, so that a busy machine slows the figures less than wall time would.
+    /// M rows per second of each, float32, one thread, in the CPU's kernel variant (`variant`: the row-by-row
+    /// kernel exists only in the AVX2 and AVX-512 builds). Seconds are the thread's CPU time, so that a busy
+    /// machine slows the figures less than wall time would.
     static func run(numClasses k: Int, seconds: Double) -> (before: Double, now: Double, beforeChunk: Double, nowChunk: Double) {
         let rows = max(4096, (32 << 20) / (k * 4)) / 256 * 256
         var shard = SyntheticShard(numClasses: k, rows: rows, dtype: .float32, rowsPerBlock: rows)
@@ -77,17 +79,35 @@ enum SmallKBenchmark {
             sink += accumulator.nllSum.value
             return Double(processed) / (threadCPUSeconds() - start) / 1e6
         }
-        #if arch(x86_64)
-        guard KernelVariant.supported.contains(.avx2) else { return (0, 0, 0, 0) }
-        let before: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32RowByRow, .none)
-        let now: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32, .none)
-        let beforeChunk: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32RowByRow, .rowByRow)
-        let nowChunk: Double = time(SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32, .batch)
-        #else
-        let before = 0.0, now = 0.0, beforeChunk = 0.0, nowChunk = 0.0
-        #endif
+        guard let rowByRow = variant.rowByRow else { return (0, 0, 0, 0) }
+        let batch = variant.batchFunction(for: .float32)
+        let before: Double = time(rowByRow, .none)
+        let now: Double = time(batch, .none)
+        let beforeChunk: Double = time(rowByRow, .rowByRow)
+        let nowChunk: Double = time(batch, .batch)
         if sink.isNaN { print("nan") }  // keeps the work observable
         return (before, now, beforeChunk, nowChunk)
+    }
+}
+
+extension SmallKBenchmark {
+    /// The variant timed: `KernelVariant.current` unless it is the baseline, which has no row-by-row kernel.
+    static var variant: KernelVariant { KernelVariant.current == .baseline && KernelVariant.supported.contains(.avx2) ? .avx2 : KernelVariant.current }
+}
+
+extension KernelVariant {
+    /// The float32 batch kernel that runs `RowKernel.kernel` row by row whatever K is (what every K ran before
+    /// the lanes kernel), in this variant; nil for the baseline.
+    var rowByRow: RowKernel.BatchFunction? {
+        #if arch(x86_64)
+        switch self {
+        case .avx512: return SmoothdKernelAVX512.RowKernelVariant.evaluateRowsFloat32RowByRow
+        case .avx2: return SmoothdKernelAVX2.RowKernelVariant.evaluateRowsFloat32RowByRow
+        case .baseline: return nil
+        }
+        #else
+        return nil
+        #endif
     }
 }
 

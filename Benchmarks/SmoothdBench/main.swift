@@ -9,7 +9,8 @@ import SmoothdPipeline
 ///     smoothd-bench generate-compressible GIB PATH   a repetitive float32 K=32000 shard of GIB GiB
 ///     smoothd-bench kernel DTYPE K [SECONDS]      single-thread kernel throughput in G logits/s
 ///     smoothd-bench evaluate PATH [THREADS]       in-process evaluation (no CLI), prints seconds
-///     smoothd-bench small-k SECONDS K...          float32 M rows/s per K: before, now, before + accumulation, now + accumulation (AVX2)
+///     smoothd-bench small-k SECONDS K...          float32 M rows/s per K: before, now, before + accumulation, now + accumulation
+///                                                  (the CPU's kernel variant, or SMOOTHD_KERNEL's; AVX2 for the baseline)
 let presets: [String: SyntheticShard] = [
     // 1 GiB of float32 logits, one frame.
     "f32-k32000-1frame": SyntheticShard(numClasses: 32_000, rows: 8_192, dtype: .float32, rowsPerBlock: 64),

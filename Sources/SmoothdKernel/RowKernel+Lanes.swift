@@ -1,18 +1,19 @@
 /// The kernel for small K: sixteen rows side by side, one row per lane.
 ///
-/// For K ≤ `lanesMaxClasses` a row fills at most two vectors, so the row-at-a-time kernel spends most of
-/// its time on horizontal reductions (max, rank, four sums) and masking its partial vector. Here a group of
+/// For K ≤ `lanesMaxClasses` a row fills at most four vectors, so the row-at-a-time kernel spends most of
+/// its time on horizontal reductions (max, rank, four sums), masking its partial vector and its scalar `finish`. Here a group of
 /// 16 rows is transposed into a small scratch (class j of every row in one vector), and both passes run
 /// lane-wise over the classes: no horizontal reduction, no masks, and every lane busy. Each row's numbers
 /// depend on that row alone (a lane never sees another), so they do not change with which rows share a
 /// group, the batch or chunk size, or the thread count. The float sums of pass 2 run over the classes in
-/// order instead of the row kernel's lane tree, so they can differ from it in the last float bits (the
-/// float64 `finish` is the same); both stay within the kernel's ~1e-7 relative accuracy.
+/// order instead of the row kernel's lane tree, so they can differ from it in the last float bits, and `finish`
+/// runs lane-wise (`finishLanes`, fdlibm's log and exp instead of glibc's: within an ulp of them); both stay within
+/// the kernel's ~1e-7 relative accuracy.
 extension RowKernel {
-    /// Rows of at most this many classes go through the lanes kernel (its scratch is 16 × K floats). Above it
-    /// the transpose, a scalar load and store per logit, costs more than the row kernel's reductions save
-    /// (`smoothd-bench small-k`: lanes ahead up to K = 20, behind from K = 24).
-    public static let lanesMaxClasses = 20
+    /// Rows of at most this many classes go through the lanes kernel (its scratch is 16 × K floats). The transpose
+    /// costs a scalar load and store per logit; with `finish` lane-wise too the lanes kernel stays ahead of the
+    /// row kernel up to K = 64 (`smoothd-bench small-k`, AVX-512), the largest K the issue asks about.
+    public static let lanesMaxClasses = 64
 
     /// Evaluates `count` consecutive rows of K ≤ `lanesMaxClasses` classes, 16 at a time; rows labelled
     /// `ignoreIndex` are skipped and their `out` slots left as they were. Reads no byte past the last row.
@@ -82,21 +83,23 @@ extension RowKernel {
             accumulate(columns[j] - maxLanes, &e1, &e2, &ez, &zs, &maxCount, F.self)
         }
 
-        for l in 0..<n where labels[l] != ignoreIndex {
-            if poison[l].isNaN {
-                out[l] = .nonFinite
-                continue
-            }
-            let m = maxLanes[l]
-            var sumZ = Double(zs[l])
-            if !sumZ.isFinite {
-                // As in `kernel`: float sums of z − max can overflow for finite logits ~1e37 apart.
-                sumZ = 0
+        // finish, lane-wise in float64 (`finishLanes`).
+        var sumZ = widen(zs)
+        if any((zs - zs) .!= zero) {
+            // As in `kernel`: float sums of z − max can overflow for finite logits ~1e37 apart.
+            for l in 0..<n where !zs[l].isFinite {
                 let row = rows + l &* rowBytes
-                for j in 0..<k { sumZ += Double(L.scalar(row, j)) - Double(m) }
+                var sum = 0.0
+                for j in 0..<k { sum += Double(L.scalar(row, j)) - Double(maxLanes[l]) }
+                sumZ[l] = sum
             }
-            out[l] = finish(k: k, zy: zyLanes[l], m: m, tiesAtMax: Double(-maxCount[l]), sumE: Double(e1[l]), sumE2: Double(e2[l]),
-                            sumEZ: Double(ez[l]), sumZ: sumZ, rank: Int(-rankLanes[l]))
+        }
+        let r = finishLanes(k: k, zy: zyLanes, m: maxLanes, tiesAtMax: -widen(maxCount), sumE: widen(e1), sumE2: widen(e2),
+                            sumEZ: widen(ez), sumZ: sumZ, F.self)
+        for l in 0..<n where labels[l] != ignoreIndex {
+            out[l] = poison[l].isNaN ? .nonFinite
+                : RowStatistics(isFinite: true, nll: r.nll[l], uniformTerm: r.uniform[l], othersTerm: r.others[l], entropy: r.entropy[l],
+                                confidence: r.confidence[l], brier: r.brier[l], rank: Int(-rankLanes[l]))
         }
     }
 

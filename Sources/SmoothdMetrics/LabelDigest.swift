@@ -23,37 +23,68 @@ public struct LabelDigest: Sendable, Equatable, CustomStringConvertible {
     public init(rows: UInt64, hash: UInt64) {
         self.rows = rows
         self.hash = hash
-        var result: UInt64 = 1, square = LabelDigest.base, exponent = rows
+        power = LabelDigest.basePower(rows)
+    }
+
+    /// B^n mod p, by squaring.
+    static func basePower(_ n: UInt64) -> UInt64 {
+        var result: UInt64 = 1, square = LabelDigest.base, exponent = n
         while exponent > 0 {
             if exponent & 1 == 1 { result = LabelDigest.multiply(result, square) }
             square = LabelDigest.multiply(square, square)
             exponent >>= 1
         }
-        power = result
+        return result
     }
 
     /// a·b mod p for a, b < p.
     @inline(__always)
-    static func multiply(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let product = UInt128(a) * UInt128(b)
-        let sum = UInt64(truncatingIfNeeded: product & UInt128(modulus)) + UInt64(truncatingIfNeeded: product >> 61)
-        return sum >= modulus ? sum - modulus : sum
+    static func multiply(_ a: UInt64, _ b: UInt64) -> UInt64 { reduce(UInt128(a) * UInt128(b)) }
+
+    /// x mod p for x < 2^124, by folding at bit 61 twice (2^61 ≡ 1).
+    @inline(__always)
+    static func reduce(_ x: UInt128) -> UInt64 {
+        let once = UInt64(truncatingIfNeeded: x & UInt128(modulus)) + UInt64(truncatingIfNeeded: x >> 61)  // < 2^64
+        let twice = (once & modulus) + (once >> 61)  // < p + 8
+        return twice >= modulus ? twice - modulus : twice
     }
 
-    /// Appends labels (in file order).
+    /// v = y + 1 mod p for a label y read as an unsigned 64-bit integer, without a division.
+    @inline(__always)
+    static func value(_ label: Int64) -> UInt64 {
+        let x = UInt64(bitPattern: label)
+        var v = (x & modulus) + (x >> 61)  // ≡ x, ≤ p + 7
+        if v >= modulus { v -= modulus }
+        v += 1
+        return v == modulus ? 0 : v
+    }
+
+    /// B², B³ and B⁴ mod p, for four labels per step.
+    static let base2 = multiply(base, base), base3 = multiply(base2, base), base4 = multiply(base2, base2)
+
+    /// Appends labels (in file order). Four labels per step, h·B⁴ + v₀·B³ + v₁·B² + v₂·B + v₃, so that the four
+    /// products do not wait for each other (one step per label is a chain of dependent multiplications), and
+    /// B^n once per call; both give the same residues as one label at a time.
     @inline(__always)
     public mutating func add(_ labels: UnsafeBufferPointer<Int64>) {
-        var h = hash, q = power
-        for label in labels {
-            var v = UInt64(bitPattern: label) % LabelDigest.modulus + 1
-            if v == LabelDigest.modulus { v = 0 }
-            let next = LabelDigest.multiply(h, LabelDigest.base) + v
-            h = next >= LabelDigest.modulus ? next - LabelDigest.modulus : next
-            q = LabelDigest.multiply(q, LabelDigest.base)
+        var h = hash
+        let count = labels.count
+        var i = 0
+        let b1 = UInt128(LabelDigest.base), b2 = UInt128(LabelDigest.base2), b3 = UInt128(LabelDigest.base3), b4 = UInt128(LabelDigest.base4)
+        while i &+ 4 <= count {
+            // Four products below 2^122 each: the sum stays below 2^124.
+            let sum = UInt128(h) * b4 + UInt128(LabelDigest.value(labels[i])) * b3 + UInt128(LabelDigest.value(labels[i &+ 1])) * b2
+                + UInt128(LabelDigest.value(labels[i &+ 2])) * b1 + UInt128(LabelDigest.value(labels[i &+ 3]))
+            h = LabelDigest.reduce(sum)
+            i &+= 4
+        }
+        while i < count {
+            h = LabelDigest.reduce(UInt128(h) * b1 + UInt128(LabelDigest.value(labels[i])))
+            i &+= 1
         }
         hash = h
-        power = q
-        rows += UInt64(labels.count)
+        power = LabelDigest.multiply(power, LabelDigest.basePower(UInt64(count)))
+        rows += UInt64(count)
     }
 
     /// Appends the labels `other` digested, which follow these in the file.

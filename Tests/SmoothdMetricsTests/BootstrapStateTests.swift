@@ -1,6 +1,7 @@
 import SmoothdJSON
 import SmoothdKernel
 import SmoothdMetrics
+import SmoothdTesting
 import Testing
 
 /// Rows of made-up statistics (a deterministic sequence), large values included so the wide sums take part.
@@ -123,4 +124,37 @@ func bootstrapped(_ rows: [RowStatistics], _ range: Range<Int>, options: MetricO
     swapped.swapAt(0, 2)
     #expect(digest(swapped[...]) != whole)
     #expect(LabelDigest(json: .object([("rows", .int(1)), ("hash", .string("zz"))])) == nil)
+}
+
+/// The digest of any number of labels (the four-at-a-time steps and the tail) is the documented
+/// h = Σ v_i · B^(n−1−i) mod p, computed here one term at a time with `%`, and digests of parts cut anywhere append to it.
+@Test func labelDigestMatchesItsDefinition() {
+    var rng = SplitMix(state: 41)
+    let p: UInt64 = (1 << 61) - 1
+    func mulmod(_ a: UInt64, _ b: UInt64) -> UInt64 { UInt64((UInt128(a) * UInt128(b)) % UInt128(p)) }
+    for n in [0, 1, 3, 4, 5, 8, 13, 64, 1001] {
+        let labels: [Int64] = (0..<n).map { i in
+            switch i % 5 {
+            case 0: return -100
+            case 1: return Int64(bitPattern: rng.next())  // any 64 bits, p − 1 and the wrap to 0 included below
+            case 2: return Int64(p) - 1
+            default: return Int64.random(in: 0..<50_000, using: &rng)
+            }
+        }
+        var expected: UInt64 = 0
+        for label in labels {
+            let v = (UInt64(bitPattern: label) % p + 1) % p
+            expected = (mulmod(expected, LabelDigest.base) + v) % p
+        }
+        var digest = LabelDigest()
+        labels.withUnsafeBufferPointer { digest.add($0) }
+        #expect(digest.hash == expected && digest.rows == UInt64(n), "n = \(n)")
+        let cut = n / 3
+        var joined = LabelDigest()
+        labels[..<cut].withUnsafeBufferPointer { joined.add($0) }
+        var rest = LabelDigest()
+        labels[cut...].withUnsafeBufferPointer { rest.add($0) }
+        joined.append(rest)
+        #expect(joined == digest && LabelDigest(rows: digest.rows, hash: digest.hash) == digest, "n = \(n)")
+    }
 }

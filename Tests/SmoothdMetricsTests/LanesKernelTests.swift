@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import LSHDFormat
 import SmoothdJSON
 import SmoothdMetrics
@@ -97,10 +100,18 @@ func smallKRows(_ k: Int, rows: Int, _ rng: inout SplitMix) -> (logits: [Float],
     var labels: [Int64] = []
     for r in 0..<count {
         func value() -> Double {
-            switch Int.random(in: 0..<10, using: &rng) {
+            switch Int.random(in: 0..<16, using: &rng) {
             case 0: return Double.random(in: 0..<1, using: &rng) * 0x1p-70  // below the fixed part's unit in part
             case 1: return Double.random(in: 1..<2, using: &rng) * 0x1p41  // the wide part
             case 2: return -Double.random(in: 0..<8, using: &rng)
+            // Edges of the fixed-point form: just below 2^40, powers of two, subnormals, −0.
+            case 10: return (0x1p40).nextDown * (Bool.random(using: &rng) ? 1 : -1)
+            case 11: return Double(sign: Bool.random(using: &rng) ? .minus : .plus, exponent: Int.random(in: -90...39, using: &rng), significand: 1)
+            case 12: return Double.leastNonzeroMagnitude * Double(Int.random(in: 0..<1000, using: &rng))
+            case 13: return -0.0
+            // Large but below the wide part's bound (2^40), and 2^16.
+            case 14: return Double.random(in: 0x1p16..<0x1p40, using: &rng) * (Bool.random(using: &rng) ? 1 : -1)
+            case 15: return Bool.random(using: &rng) ? 0x1p16 : (0x1p16).nextDown
             default: return Double.random(in: 0..<12, using: &rng)
             }
         }
@@ -129,6 +140,33 @@ func smallKRows(_ k: Int, rows: Int, _ rng: inout SplitMix) -> (logits: [Float],
     #expect(batched.nonfiniteRows > 0 && batched.ignoredRows > 0 && batched.correct > 0 && batched.topKHits > batched.correct)
     let options = MetricOptions(topK: 3, eceBins: 10)
     #expect(MetricValues(batched, options: options) == MetricValues(rowByRow, options: options))
+}
+
+/// The lane-wise log and exp of `finishLanes` agree with glibc's `log`, `log1p` and `exp` (the row kernel's) to two
+/// ulps over the ranges the kernel feeds them, lane by lane.
+@Test func laneLogAndExpAgreeWithLibm() {
+    var rng = SplitMix(state: 3)
+    func ulps(_ x: Double, _ y: Double) -> Double { abs(x - y) / y.ulp }
+    for _ in 0..<500 {
+        // s = 1 + excess for excess from 1e-300 to 63: confident rows (log1p) up to 64 tied classes.
+        let excess = RowKernel.WideLanes((0..<16).map { _ in Glibc.exp(Double.random(in: -690...4.15, using: &rng)) })
+        let s = RowKernel.WideLanes(repeating: 1) + excess
+        let logs = RowKernel.logLanes(s, excess: excess, SeparateMultiplyAdd.self)
+        let x = RowKernel.WideLanes((0..<16).map { _ in -Glibc.exp(Double.random(in: -40...6.55, using: &rng)) })
+        let exps = RowKernel.expLanes(x, SeparateMultiplyAdd.self)
+        for l in 0..<16 {
+            let expected = excess[l] < 0x1.6A09E667F3BCDp0 - 1 ? Glibc.log1p(excess[l]) : Glibc.log(s[l])
+            #expect(ulps(logs[l], expected) <= 2, "log of 1 + \(excess[l]): \(logs[l]) vs \(expected)")
+            #expect(ulps(exps[l], Glibc.exp(x[l])) <= 2, "exp(\(x[l])): \(exps[l]) vs \(Glibc.exp(x[l]))")
+        }
+    }
+    let edges = RowKernel.expLanes(RowKernel.WideLanes(0, -1e-300, -0x1p-30, -0.5 * 0.6931471805599453, -700, -708, -709, -1e30,
+                                                       -1, -2, -10, -87, -88, -100, -300, -500), SeparateMultiplyAdd.self)
+    #expect(edges[0] == 1 && edges[1] == 1 && edges[6] > 0 && edges[7] > 0 && edges[7] < 1e-307, "\(edges)")
+    for l in [2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15] {
+        let x = [0, -1e-300, -0x1p-30, -0.5 * 0.6931471805599453, -700, -708, -709, -1e30, -1, -2, -10, -87, -88, -100, -300, -500][l]
+        #expect(ulps(edges[l], Glibc.exp(x)) <= 2, "exp(\(x)): \(edges[l])")
+    }
 }
 
 /// The baseline lanes kernel for `dtype`.
