@@ -190,7 +190,7 @@ SMALL_K = [2, 3, 4, 8, 10, 16, 17, 32, 33, 48, 64]
 LOAD_AT_START = os.getloadavg()
 
 # Issue 15's goals for eval: (preset, smoothd / zstd -d at most); every one also keeps peak RSS <= 64 MiB.
-GOALS = [("f32-k32000-1frame", 1.05), ("bf16-k32000-8frames", 0.65), ("f32-k10-10M", 1.10)]
+GOALS = [("f32-k32000-1frame", 1.05), ("bf16-k32000-8frames", 0.65), ("f32-k10-10M", 1.10)]  # bf16: 0.60 on AVX-512
 
 
 def print_goals(rows, small_k, has_avx512):
@@ -204,7 +204,9 @@ def print_goals(rows, small_k, has_avx512):
         size, best, median = measured[preset]
         s, z = best["smoothd"], best["zstd"]
         ratio = s[0] / z[0]
-        note = " (on AVX2; an AVX-512 CPU runs another kernel)" if preset.startswith("bf16") and has_avx512 else ""
+        note = ""
+        if preset.startswith("bf16"):  # the issue asks 0.60 where the AVX-512 kernel runs, 0.65 on AVX2
+            target, note = (0.60, " (AVX-512)") if has_avx512 else (0.65, " (AVX2)")
         extra = f", {10e6 / s[0] / 1e6:.1f} M rows/s" if preset == "f32-k10-10M" else ""
         met = "met" if ratio <= target and s[1] <= 64 else "not met"
         print(f"| {preset}: ≤ {target:.2f}× zstd -d{note} | {s[0]:.3f} s{extra} | {z[0]:.3f} s | {ratio:.2f} "

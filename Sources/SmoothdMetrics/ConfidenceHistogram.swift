@@ -10,8 +10,9 @@ import SmoothdJSON
 /// in a higher one, and only rows sharing a fine bin can be grouped differently. The bin index comes from the bits of
 /// d (exponent and top four mantissa bits), with no logarithm.
 ///
-/// Storage is dense while rows are added and sparse (only non-empty bins) when read from a state, so a state that is
-/// merely read and merged never allocates every bin.
+/// Storage is sparse (non-empty bins only) until more than `sparseLimit` bins are in use, then dense: a chunk's
+/// accumulator (32 rows of a K = 32,000 bfloat16 shard) touches a few bins and neither fills nor merges all 1,153,
+/// and a state read from JSON stays as small as it was written.
 public struct ConfidenceHistogram: Sendable, Equatable {
     /// Linear bins below confidence 0.5.
     public static let linearBins = 256
@@ -44,10 +45,13 @@ public struct ConfidenceHistogram: Sendable, Equatable {
         var isEmpty: Bool { count == 0 && correct == 0 && confidence.isZero }
     }
 
-    /// Every bin (`binCount`) while rows are being added; empty otherwise.
+    /// Every bin (`binCount`) once more than `sparseLimit` are in use; empty before.
     var dense: [Bin] = []
     /// Non-empty bins in index order, when `dense` is empty.
     var sparse: [(index: Int, bin: Bin)] = []
+    /// Bins kept sparse at most (adding or merging beyond it goes dense): a sorted insert into 64 entries costs
+    /// less than filling and walking 1,153 bins, and merging dense is linear in the other side's bins.
+    static let sparseLimit = 64
 
     /// An empty histogram.
     public init() {}
@@ -69,13 +73,33 @@ public struct ConfidenceHistogram: Sendable, Equatable {
     /// Counts a row of `confidence`, correct or not.
     @inline(__always)
     public mutating func add(confidence: Double, correct: Bool) {
-        if dense.isEmpty { makeDense() }
         let i = ConfidenceHistogram.index(confidence)
+        if dense.isEmpty {
+            if addSparse(i, confidence: confidence, correct: correct) { return }
+            makeDense()
+        }
         dense.withUnsafeMutableBufferPointer { bins in
             bins[i].count &+= 1
             if correct { bins[i].correct &+= 1 }
             bins[i].confidence.add(confidence)
         }
+    }
+
+    /// Counts the row in bin `i` of `sparse`; false when that needs a new entry beyond `sparseLimit`.
+    private mutating func addSparse(_ i: Int, confidence: Double, correct: Bool) -> Bool {
+        var low = 0, high = sparse.count
+        while low < high {
+            let middle = (low + high) / 2
+            if sparse[middle].index < i { low = middle + 1 } else { high = middle }
+        }
+        if low == sparse.count || sparse[low].index != i {
+            guard sparse.count < ConfidenceHistogram.sparseLimit else { return false }
+            sparse.insert((i, Bin()), at: low)
+        }
+        sparse[low].bin.count &+= 1
+        if correct { sparse[low].bin.correct &+= 1 }
+        sparse[low].bin.confidence.add(confidence)
+        return true
     }
 
     /// Adds every row of `other`.
@@ -91,8 +115,8 @@ public struct ConfidenceHistogram: Sendable, Equatable {
             self = other
             return
         }
-        if dense.isEmpty && other.dense.isEmpty {
-            // Both sparse: merge the sorted lists (what reading and merging many states does).
+        if dense.isEmpty && other.dense.isEmpty && sparse.count + other.sparse.count <= ConfidenceHistogram.sparseLimit {
+            // Both sparse and small: merge the sorted lists.
             var merged: [(index: Int, bin: Bin)] = []
             merged.reserveCapacity(max(sparse.count, other.sparse.count))
             var a = 0, b = 0
@@ -115,7 +139,7 @@ public struct ConfidenceHistogram: Sendable, Equatable {
         if other.dense.isEmpty {
             for (index, bin) in other.sparse { dense[index].add(bin, negated: negated) }
         } else {
-            // Chunk into segment: both dense; skip empty bins without building a list.
+            // Both dense: skip empty bins without building a list.
             for index in other.dense.indices where other.dense[index].count > 0 { dense[index].add(other.dense[index], negated: negated) }
         }
     }
@@ -129,9 +153,9 @@ public struct ConfidenceHistogram: Sendable, Equatable {
     /// Rows counted.
     public var count: UInt64 { nonEmptyBins.reduce(0) { $0 &+ $1.bin.count } }
 
-    /// Keeps only the non-empty bins (the form a state read back has). A finished shard's histogram is dense,
-    /// about 64 KB whatever its rows; every accumulator kept after its rows are in (a shard's summary in `eval`,
-    /// each live shard in `serve`'s ledger) is compacted, or 2,000 small shards would hold 128 MB.
+    /// Keeps only the non-empty bins (the form a state read back has). A finished shard's histogram that went dense
+    /// (more than `sparseLimit` bins) is about 64 KB whatever its rows; every accumulator kept after its rows are in
+    /// (a shard's summary in `eval`, each shard `serve` has evaluated) is compacted, or 2,000 small shards would hold 128 MB.
     public mutating func compact() {
         guard !dense.isEmpty else { return }
         sparse = nonEmptyBins

@@ -31,6 +31,9 @@ final class EvaluationRun: Sendable {
         var nextSegment = 0
         /// Set when speculation stops paying off (a segment ended mid-block) or a segment failed.
         var stopSpeculating = false
+        /// Decoder threads still decoding, and those that ran out of segments and evaluate the others' chunks.
+        var decoding = 0
+        var helping = 0
     }
 
     /// What rows need once the header is known: the header, the kernel for its dtype, and the chunk pool.
@@ -58,12 +61,14 @@ final class EvaluationRun: Sendable {
         self.progress = progress
         plan = SegmentPlan(fd: fd, fileSize: fileSize, options: options)
         let empty = SegmentResult(accumulator: MetricAccumulator(options: options.metrics))
-        shared = ConditionLock(State(results: Array(repeating: empty, count: plan.segments.count)))
+        var state = State(results: Array(repeating: empty, count: plan.segments.count))
+        state.decoding = plan.decoderCount
+        shared = ConditionLock(state)
     }
 
     /// Decodes, evaluates and joins every segment. Blocking.
     func execute() -> Result<Output, ShardFailure> {
-        let workers = (0..<options.threads).map { i in JoinableThread(name: "smoothd-worker-\(i)") { self.workerLoop() } }
+        let workers = (0..<(plan.evaluatesInline ? 0 : options.threads)).map { i in JoinableThread(name: "smoothd-worker-\(i)") { self.workerLoop() } }
         let decoders = (0..<plan.decoderCount).map { i in JoinableThread(name: "smoothd-decoder-\(i)") { self.decoderLoop() } }
         decoders.forEach { $0.join() }
         let outcome = joinSegments()
@@ -72,8 +77,22 @@ final class EvaluationRun: Sendable {
         return outcome.map { assemble(payloadBytes: $0.0, labels: $0.1) }
     }
 
-    /// Decoder threads take segments in order; segment 0 is exact, later ones guess a block boundary.
+    /// Decodes segments, then, when decoders evaluate inline, evaluates the chunks of those still decoding
+    /// (the last one's tail would otherwise run its kernel alone while this core idles).
     func decoderLoop() {
+        decodeSegments()
+        guard plan.evaluatesInline else { return }
+        let last = shared.withLock { state in
+            state.decoding -= 1
+            state.helping += 1
+            return state.decoding == 0
+        }
+        if last { work.close() }  // no decoder submits any more; the joining thread evaluates its own chunks
+        while let chunk = work.take() { evaluate(chunk) }
+    }
+
+    /// Decoder threads take segments in order; segment 0 is exact, later ones guess a block boundary.
+    func decodeSegments() {
         let decoder = ZstdDecompressor(windowLogMax: SegmentPlan.windowLogMax)
         let buffers = DecodeBuffers()
         while true {
@@ -124,21 +143,28 @@ final class EvaluationRun: Sendable {
         return rows
     }
 
-    /// Worker threads evaluate chunks and merge their metrics into their segment's result.
+    /// Worker threads evaluate chunks (when the decoders do not, `SegmentPlan.evaluatesInline`).
     func workerLoop() {
-        while let chunk = work.take() {
-            let rows = rowSetup
-            let partial = chunk.evaluate(header: rows.header, options: options.metrics, kernel: rows.kernel, seed: rows.seed)
-            shared.withLock { state in
-                // A re-run of the segment bumped its generation: this chunk's rows no longer count.
-                if state.results[chunk.segment].generation == chunk.generation {
-                    state.results[chunk.segment].accumulator.merge(partial)
-                }
-            }
-            chunk.reset()
-            rows.pool.put(chunk)
-        }
+        while let chunk = work.take() { evaluate(chunk) }
     }
 
-    func submit(_ chunk: RowChunk) { work.put(chunk) }
+    /// Evaluates a full chunk, merges its metrics into its segment's result and returns it to the pool.
+    func evaluate(_ chunk: RowChunk) {
+        let rows = rowSetup
+        let partial = chunk.evaluate(header: rows.header, options: options.metrics, kernel: rows.kernel, seed: rows.seed)
+        shared.withLock { state in
+            // A re-run of the segment bumped its generation: this chunk's rows no longer count.
+            if state.results[chunk.segment].generation == chunk.generation {
+                state.results[chunk.segment].accumulator.merge(partial)
+            }
+        }
+        chunk.reset()
+        rows.pool.put(chunk)
+    }
+
+    /// Hands a full chunk to the workers, or evaluates it on this thread while its rows are still in its cache
+    /// unless a decoder that has finished is waiting to help.
+    func submit(_ chunk: RowChunk) {
+        if plan.evaluatesInline && !shared.withLock({ $0.decoding > 0 && $0.helping > 0 }) { evaluate(chunk) } else { work.put(chunk) }
+    }
 }

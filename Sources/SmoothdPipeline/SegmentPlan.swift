@@ -16,6 +16,9 @@ struct SegmentPlan: Sendable {
     let frameCount: Int
     /// Threads decoding at once: one per group, at most one per worker thread.
     let decoderCount: Int
+    /// True when a decoder runs on every thread: each then evaluates its own chunks (no worker threads), reading
+    /// rows its core has just written instead of moving them to another core's cache.
+    let evaluatesInline: Bool
     let options: EvaluationOptions
 
     /// zstd window limit: 8 MiB (levels 1–19 need no more; the zstd format asks decoders for at least
@@ -51,6 +54,7 @@ struct SegmentPlan: Sendable {
         if segments.isEmpty { segments = [Segment(start: 0, end: fileSize)] }
         self.segments = segments
         decoderCount = min(options.threads, segments.count)
+        evaluatesInline = decoderCount >= options.threads
     }
 
     /// Labels of a block beyond this many bytes are re-read in windows instead of kept:
@@ -59,12 +63,13 @@ struct SegmentPlan: Sendable {
 
     /// The chunk pool once the row size is known: 2 chunks per worker and per decoder, each at most
     /// 2 MiB (larger chunks only cost memory) and together within what the budget leaves after zstd's
-    /// buffers; never less than one row each.
+    /// buffers; never less than one row each. Decoders that evaluate inline need no worker chunks, and
+    /// theirs are 512 KiB, so a chunk's rows are still in the core's 2 MiB L2 when the kernel reads them.
     func makePool(rowBytes: Int) -> BlockingQueue<RowChunk> {
-        let chunkCount = 2 * options.threads + 2 * decoderCount
+        let chunkCount = evaluatesInline ? 2 * decoderCount : 2 * options.threads + 2 * decoderCount
         let zstdReserve = decoderCount * (2 * ZstdDecompressor.recommendedOutputSize + (1 << min(Self.windowLogMax, 23)))
         let forChunks = max(0, options.memoryBudget - zstdReserve)
-        let perChunk = min(2 << 20, forChunks / chunkCount)
+        let perChunk = min(evaluatesInline ? 512 << 10 : 2 << 20, forChunks / chunkCount)
         let rowsPerChunk = max(1, perChunk / rowBytes)
         let count = rowsPerChunk == 1 ? max(2, min(chunkCount, forChunks / rowBytes)) : chunkCount
         return BlockingQueue((0..<count).map { _ in RowChunk(rowBytes: rowBytes, capacityRows: rowsPerChunk) })
