@@ -9,16 +9,36 @@ import SmoothdMetrics
 import SmoothdPipeline
 
 extension SpoolLoop {
-    /// A name reported by inotify.
-    mutating func detect(_ name: String) {
-        guard !stopping else { return }
-        do {
-            guard let info = try service.store.candidate(name), !skipUnclaimable(name, info) else { return }
-            if scheduler.enqueue(.spool(name), size: info.size) == .added {
-                logger.debug("shard detected", metadata: ["shard": "\(ShardName.display(name))", "bytes": "\(info.size)"])
+    /// Names reported by inotify: each is looked at (`fstatat`) on the maintenance thread, not on the loop's task,
+    /// and comes back as ``SpoolEvent/inspected(_:)``.
+    mutating func detect(_ names: [String]) {
+        guard !stopping, !names.isEmpty else { return }
+        inspectionsInFlight += 1
+        let store = service.store
+        let continuation = self.continuation
+        let pool = maintenancePool
+        Task {
+            let found = try? await pool.runIfActive {
+                names.map { name in (name, Result { () throws(FileSystemError) in try store.candidate(name) }) }
             }
-        } catch {
-            logger.warning("cannot inspect spool entry", metadata: ["shard": "\(ShardName.display(name))", "error": "\(error)"])
+            continuation.yield(.inspected(found ?? []))  // nil: shutting down, the names stay in the spool
+        }
+    }
+
+    /// Queues the inspected names that are shards to take now.
+    mutating func inspected(_ found: [(name: String, info: Result<EntryInfo?, FileSystemError>)]) {
+        inspectionsInFlight -= 1
+        guard !stopping else { return }
+        for (name, result) in found {
+            switch result {
+            case .success(let info):
+                guard let info, !skipUnclaimable(name, info) else { continue }
+                if scheduler.enqueue(.spool(name), size: info.size) == .added {
+                    logger.debug("shard detected", metadata: ["shard": "\(ShardName.display(name))", "bytes": "\(info.size)"])
+                }
+            case .failure(let error):
+                logger.warning("cannot inspect spool entry", metadata: ["shard": "\(ShardName.display(name))", "error": "\(error)"])
+            }
         }
     }
 
@@ -111,7 +131,7 @@ extension SpoolLoop {
     }
 
     /// Reports a claim made on a worker thread. The shard's slot stays taken while a claimed shard is processed.
-    mutating func claimed(_ shard: PendingShard, _ name: String, _ result: Result<ClaimResult, FileSystemError>?) {
+    mutating func claimed(_ shard: PendingShard, _ name: String, _ result: Result<ClaimResult, ClaimFailure>?) {
         switch result {
         case .success(.claimed(let claimed)):
             unclaimable[name] = nil
@@ -127,16 +147,17 @@ extension SpoolLoop {
             logger.debug("shard claimed", metadata: ["shard": "\(claimed.source)", "instance": "\(claimed.instance)"])
         case .success(.vanished), .success(.ignored), nil:
             scheduler.finished(shard)
-        case .failure(let error):
-            noteUnclaimable(name, error: error)
+        case .failure(let failure):
+            noteUnclaimable(name, failure)
             scheduler.finished(shard)
         }
     }
 
     /// Remembers a spool entry that could not be claimed; logs it once (at error level), later failures at debug.
-    mutating func noteUnclaimable(_ name: String, error: FileSystemError) {
+    mutating func noteUnclaimable(_ name: String, _ failure: ClaimFailure) {
         service.metrics.claimErrors.increment()
-        let identity = (try? service.store.spool.entry(name))?.identity ?? FileIdentity(inode: 0, size: 0, modificationNanoseconds: 0, changeNanoseconds: 0)
+        let error = failure.error
+        let identity = failure.identity ?? FileIdentity(inode: 0, size: 0, modificationNanoseconds: 0, changeNanoseconds: 0)
         var entry = unclaimable[name] ?? UnclaimableEntry(identity: identity, failures: 0, notBefore: .now)
         entry.identity = identity
         entry.failures += 1
@@ -183,9 +204,14 @@ extension SpoolLoop {
         let continuation = self.continuation
         let claimPool = maintenancePool
         Task {
-            let claim: Result<ClaimResult, FileSystemError>?
+            let claim: Result<ClaimResult, ClaimFailure>?
             do {
-                claim = try await claimPool.runIfActive { Result { () throws(FileSystemError) in try work.store.claim(name) } }
+                claim = try await claimPool.runIfActive {
+                    Result { () throws(FileSystemError) in try work.store.claim(name) }.mapError { error in
+                        // The entry as it is now, so that a change to it (owner, mode, content) ends the backoff.
+                        ClaimFailure(error: error, identity: (try? work.store.spool.entry(name))?.identity)
+                    }
+                }
             } catch {
                 claim = nil  // shutting down: the entry stays in the spool
             }
@@ -200,6 +226,14 @@ extension SpoolLoop {
     func shardWork() -> ShardWork {
         ShardWork(service: service, pool: workPool)
     }
+}
+
+/// A claim that failed: why, and the entry's identity right after (nil when it could not be taken).
+struct ClaimFailure: Error, Sendable {
+    /// Why the `rename` (or what led to it) failed.
+    var error: FileSystemError
+    /// The entry then.
+    var identity: FileIdentity?
 }
 
 /// A spool entry that could not be claimed, and when to try it again.

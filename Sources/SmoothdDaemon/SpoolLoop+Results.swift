@@ -137,8 +137,8 @@ extension SpoolLoop {
             service.metrics.updateTotals(service.totals.snapshot, options: configuration.evaluation.metrics)
         case .vanished, .abandoned:
             break
-        case .failed(let error):
-            noteUnclaimable(name, error: error)
+        case .failed(let failure):
+            noteUnclaimable(name, failure)
         }
     }
 }

@@ -32,6 +32,8 @@ struct SpoolLoop {
     var committing = 0
     /// Spool scans under way (on the maintenance thread).
     var scansInFlight = 0
+    /// Batches of inotify names being looked at (on the maintenance thread).
+    var inspectionsInFlight = 0
     /// The scan that just ended was an idle check and found nothing to do (valid for the event that reported it).
     var idleScanFoundNothing = false
     /// A re-open of the output directory is under way.
@@ -91,7 +93,7 @@ struct SpoolLoop {
         idleScanFoundNothing = false
         switch event {
         case .watch(.names(let names)):
-            for name in names { detect(name) }
+            detect(names)
         case .watch(.overflow):
             service.metrics.inotifyOverflows.increment()
             logger.warning("inotify queue overflowed; rescanning the spool")
@@ -125,6 +127,8 @@ struct SpoolLoop {
             }
         case .scanned(let reason, let entries):
             scanned(reason, entries)
+        case .inspected(let found):
+            inspected(found)
         case .partialsScanned(let entries):
             partialsScanned(entries)
         case .claimed(let shard, let name, let result):
@@ -177,7 +181,9 @@ struct SpoolLoop {
     /// With `--exit-when-idle`: once nothing is queued, running or being scanned, scan once more, and stop when
     /// that scan finds nothing.
     mutating func checkIdle() {
-        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle, committing == 0, scansInFlight == 0 else { return }
+        guard configuration.exitWhenIdle, !stopping, scheduler.isIdle, committing == 0, scansInFlight == 0, inspectionsInFlight == 0 else {
+            return
+        }
         if idleScanFoundNothing {
             beginStopping(reason: "spool drained (--exit-when-idle)")
         } else {

@@ -16,7 +16,9 @@ enum SpoolEvent: Sendable {
     case tick
     case scanned(ScanReason, Result<[(name: String, info: EntryInfo)], any Error>)
     case partialsScanned([StalePartials.Entry])
-    case claimed(PendingShard, String, Result<ClaimResult, FileSystemError>?)
+    /// Names inotify reported, looked at on the maintenance thread (nil info: not a shard to take).
+    case inspected([(name: String, info: Result<EntryInfo?, FileSystemError>)])
+    case claimed(PendingShard, String, Result<ClaimResult, ClaimFailure>?)
     case finished(PendingShard, ClaimDisposition)
     /// The shard's record is written and waits for its group commit: its slot is free.
     case evaluated(PendingShard)

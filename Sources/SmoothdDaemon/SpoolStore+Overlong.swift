@@ -14,7 +14,7 @@ enum OverlongOutcome: Sendable {
     /// Shutdown closed the commit gate first; the file stays in the spool.
     case abandoned
     /// A file-system error; the file stays in the spool (and is tried again after a backoff).
-    case failed(FileSystemError)
+    case failed(ClaimFailure)
 }
 
 extension SpoolStore {
@@ -71,9 +71,10 @@ extension SpoolStore {
                 return try moveOverlong(name, as: instance, source: source, size: info.size, totals: totals)
             }
         } catch let error as FileSystemError {
-            return .failed(error)
+            return .failed(ClaimFailure(error: error, identity: (try? spool.entry(name))?.identity))
         } catch {
-            return .failed(FileSystemError(operation: "quarantine: \(error)", path: spool.display(name), errorNumber: EIO))
+            let error = FileSystemError(operation: "quarantine: \(error)", path: spool.display(name), errorNumber: EIO)
+            return .failed(ClaimFailure(error: error, identity: (try? spool.entry(name))?.identity))
         }
     }
 
