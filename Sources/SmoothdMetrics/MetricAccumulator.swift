@@ -101,6 +101,13 @@ public struct MetricAccumulator: Sendable, Equatable {
     /// Adds everything counted in `other` (which must use the same top-k and bins).
     public mutating func merge(_ other: MetricAccumulator) { merge(other, negated: false) }
 
+    /// Whether `other` was computed with the same top-k, bins, temperatures and bootstrap replicates, so that the two
+    /// merge.
+    public func hasSameOptions(as other: MetricAccumulator) -> Bool {
+        topK == other.topK && eceBins == other.eceBins && temperatures == other.temperatures
+            && bootstrapReplicates == other.bootstrapReplicates
+    }
+
     /// Takes away everything counted in `other`, which was merged into this state before: the result is the merge of
     /// the other states, exactly (integer counts and exact sums; histogram bins left empty are dropped). A missing
     /// confidence histogram cannot be taken back: when either state has none, this one's is left as it is, so a
@@ -108,8 +115,7 @@ public struct MetricAccumulator: Sendable, Equatable {
     public mutating func subtract(_ other: MetricAccumulator) { merge(other, negated: true) }
 
     private mutating func merge(_ other: MetricAccumulator, negated: Bool) {
-        precondition(topK == other.topK && eceBins == other.eceBins && temperatures == other.temperatures
-                     && bootstrapReplicates == other.bootstrapReplicates, "merging states computed with different options")
+        precondition(hasSameOptions(as: other), "merging states computed with different options")
         if let replicates = other.bootstrap { bootstrap!.merge(replicates, negated: negated) }
         for (_, path) in MetricAccumulator.stateCounts { self[keyPath: path].add(other[keyPath: path], negated: negated) }
         for (_, path) in MetricAccumulator.stateSums { self[keyPath: path].add(other[keyPath: path], negated: negated) }

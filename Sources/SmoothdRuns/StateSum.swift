@@ -21,10 +21,7 @@ public struct StateSum: Sendable {
     }
 
     /// Whether `state` was computed with the same options (top-k, bins, temperatures, bootstrap) as this sum.
-    public func accepts(_ state: MetricAccumulator) -> Bool {
-        state.topK == sum.topK && state.eceBins == sum.eceBins && state.temperatures == sum.temperatures
-            && state.bootstrapReplicates == sum.bootstrapReplicates
-    }
+    public func accepts(_ state: MetricAccumulator) -> Bool { sum.hasSameOptions(as: state) }
 
     /// Adds `state` (computed with the same options).
     public mutating func add(_ state: MetricAccumulator) {
