@@ -111,8 +111,8 @@ extension SpoolStore {
             }
             sums[entry.summary.placement.group]!.remove(state)
         }
-        for group in Set(summaries.indices.filter { !isLive[$0] }.map { summaries[$0].summary.placement.group })
-        where !summaries.indices.contains(where: { isLive[$0] && summaries[$0].summary.placement.group == group }) {
+        let liveGroups = Set(summaries.indices.lazy.filter { isLive[$0] }.map { summaries[$0].summary.placement.group })
+        for group in sums.keys where !liveGroups.contains(group) {
             sums[group] = nil  // every member superseded by one in another group
         }
         ledger.addCounted(summaries.indices.lazy.filter { isLive[$0] }.map { index in

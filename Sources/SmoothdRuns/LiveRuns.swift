@@ -49,7 +49,7 @@ public struct LiveRuns: Sendable {
             members.append((arrival, member))
             shards.append(member.name)
             updated = max(updated, time)
-            if member.placement.shardIndex != nil || member.placement.numShards != nil { ranked.add(member.name, member.placement) }
+            ranked.add(member.name, member.placement)  // ignores a shard that states no rank
         }
 
         /// The index in `members` of the member that arrived `arrival`th.
@@ -117,8 +117,8 @@ public struct LiveRuns: Sendable {
     public mutating func recordCounted(_ shards: some Sequence<(name: String, placement: ShardPlacement, check: StateCheck, time: Double)>,
                                        sums: [RunKey: StateSum]) {
         var touched: Set<RunKey> = []
+        live.reserveCapacity(live.count + shards.underestimatedCount)
         for shard in shards {
-            if live.isEmpty { live.reserveCapacity(shards.underestimatedCount) }
             precondition(live[shard.placement.identity] == nil, "recordCounted: \(shard.name) has the identity of a live shard")
             arrivals += 1
             live[shard.placement.identity] = (arrivals, shard.placement.group)
